@@ -1,0 +1,33 @@
+"""graphir: an offline graph optimizer for TensorFlow inference models.
+
+Public API: :func:`load`, :func:`compile`, :class:`Graph_Optimization` and the IR types. TensorFlow is
+imported only when a model is actually loaded or written.
+"""
+from .errors import ConfigError, GraphirError, ModelLoadError
+from .ir import DType, Graph, Node, Shape, Tensor, TensorType, Value
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError", "DType", "Graph", "GraphirError", "Graph_Optimization", "ModelLoadError", "Node",
+    "OptimizedModel", "Shape", "Tensor", "TensorType", "Value", "compile", "load",
+]
+
+
+def load(model, inputs=None, outputs=None, *, signature="serving_default") -> Graph:
+    """Load a model (path or in-memory TF/Keras object) into graphir's IR."""
+    from .frontends import load as _load
+
+    return _load(model, inputs, outputs, signature=signature)
+
+
+def __getattr__(name):
+    if name in ("compile", "OptimizedModel"):
+        from . import compiler
+
+        return getattr(compiler, name)
+    if name == "Graph_Optimization":
+        from .lpot import Graph_Optimization
+
+        return Graph_Optimization
+    raise AttributeError(f"module 'graphir' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Op knowledge per framework domain. Importing a dialect registers its op data with the IR registry."""
