@@ -1,0 +1,153 @@
+"""``graphir.compile``: load a model, run the pass pipeline for the requested precisions, return the result.
+
+This is the one driver behind the CLI's ``compile``, the Python API and ``Graph_Optimization``.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence, Union
+
+from .errors import ConfigError
+from .ir import Graph
+
+PRECISIONS = ("bf16", "fp32")
+TARGETS = ("native", "avx512_bf16", "amx_bf16", "generic")
+
+
+def parse_precisions(precisions: Union[str, Sequence[str], None]) -> list[str]:
+    """``"bf16, fp32"`` / ``["bf16", "fp32"]`` -> ``["bf16", "fp32"]``; unknown names are a ConfigError."""
+    if precisions is None:
+        return ["fp32"]
+    items = precisions.split(",") if isinstance(precisions, str) else list(precisions)
+    out = []
+    for i, p in enumerate(items):
+        p = str(p).strip().lower()
+        if not p:
+            continue
+        if p not in PRECISIONS:
+            raise ConfigError(f"precisions[{i}]: {p!r} is not one of {', '.join(PRECISIONS)}")
+        if p not in out:
+            out.append(p)
+    if not out:
+        raise ConfigError("precisions: empty; use fp32, bf16 or 'bf16,fp32'")
+    return out
+
+
+def split_list(v) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        v = v.split(",")
+    return [s.strip() for s in v if s and s.strip()]
+
+
+@dataclass
+class CompileOptions:
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    passes: Optional[str] = None
+    target: str = "native"
+    fp32_ops: list[str] = field(default_factory=list)
+    bf16_ops: list[str] = field(default_factory=list)
+    verify_each: bool = True
+    print_ir_after_all: bool = False
+    print_ir_after: list[str] = field(default_factory=list)
+    dump_dir: Optional[str] = None
+    measure_profitability: bool = True
+    log: Any = None  # a text stream for debug output; default stderr
+
+
+class OptimizedModel:
+    """The result of a compile: the optimized IR plus what happened to it.
+
+    ``.ir`` is the graph, ``.graph_def`` its TF GraphDef, ``.save(path)`` writes it, and calling the model
+    on numpy arrays runs it in TensorFlow."""
+
+    def __init__(self, ir: Graph, original: Optional[Graph] = None, report: Optional[dict] = None):
+        self.ir = ir
+        self.original = original
+        self.report = report or {}
+        self._runner = None
+
+    @property
+    def graph_def(self):
+        from .backends.tf import to_graph_def
+
+        return to_graph_def(self.ir)
+
+    def save(self, path, format: Optional[str] = None) -> None:
+        self.ir.save(path, format=format)
+
+    def __call__(self, *args, **feeds):
+        from .runtime_check.runner import Runner
+
+        if self._runner is None:
+            self._runner = Runner(self.ir)
+        if args:
+            if len(args) != len(self.ir.inputs):
+                raise ValueError(f"model takes {len(self.ir.inputs)} inputs, got {len(args)}")
+            feeds.update({p.name: a for p, a in zip(self.ir.inputs, args)})
+        outs = self._runner(feeds)
+        return outs[0] if len(outs) == 1 else outs
+
+    def __repr__(self):
+        return f"<OptimizedModel {len(self.ir)} nodes, precisions={self.report.get('precisions')}>"
+
+
+def compile(
+    model,
+    precisions: Union[str, Sequence[str], None] = "fp32",
+    inputs=None,
+    outputs=None,
+    passes: Optional[str] = None,
+    target: str = "native",
+    config=None,
+    fp32_ops=None,
+    bf16_ops=None,
+    **options,
+) -> OptimizedModel:
+    """Optimize ``model`` and return an :class:`OptimizedModel`.
+
+    ``config`` (a YAML path or dict, LPOT-style) switches to the accuracy-driven flow of
+    :mod:`graphir.lpot`; everything else is a single conversion."""
+    if config is not None:
+        from .lpot import compile_with_config
+
+        return compile_with_config(model, config, precisions=precisions, inputs=inputs, outputs=outputs,
+                                   passes=passes, target=target, fp32_ops=fp32_ops, bf16_ops=bf16_ops,
+                                   **options)
+    if target not in TARGETS:
+        raise ConfigError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    opts = CompileOptions(precisions=parse_precisions(precisions), passes=passes, target=target,
+                          fp32_ops=split_list(fp32_ops), bf16_ops=split_list(bf16_ops))
+    for k, v in options.items():
+        if not hasattr(opts, k):
+            raise TypeError(f"compile() got an unexpected option {k!r}")
+        setattr(opts, k, v)
+    from .frontends import load
+
+    graph = load(model, inputs, outputs)
+    return compile_graph(graph, opts)
+
+
+def compile_graph(graph: Graph, opts: CompileOptions) -> OptimizedModel:
+    """Run the pipeline on an already loaded graph (which is left untouched)."""
+    from .transforms.pass_manager import PassManager, default_pipeline
+
+    original = graph
+    graph = graph.copy()
+    log = opts.log or sys.stderr
+    report: dict[str, Any] = {"precisions": list(opts.precisions), "warnings": []}
+    pipeline = default_pipeline(opts, report) if opts.passes is None else opts.passes
+    pm = PassManager.from_pipeline(
+        pipeline,
+        verify=opts.verify_each,
+        print_ir_after_all=opts.print_ir_after_all,
+        print_ir_after=opts.print_ir_after,
+        dump_dir=opts.dump_dir,
+        out=log,
+    )
+    report["passes"] = pm.run(graph)
+    report["nodes_before"] = len(original)
+    report["nodes_after"] = len(graph)
+    return OptimizedModel(graph, original, report)
