@@ -14,7 +14,8 @@ Attribute values: ``"str"``, ``#bytes<hex>``, ints, floats (always with ``.``/``
 ``true``/``false``, ``unit``, dtypes (``f32``), ``#shape<2x?>`` / ``#shape<*>``, ``[lists]``, ``{dicts}``,
 ``@func`` / ``@func{attrs}``, ``$placeholder`` and tensors:
 ``dense<[1.0, 2.0]> : tensor<2xf32>`` (small, or with ``full_constants``; ``dense<"0xHEX">`` for large
-numeric ones) or ``dense_resource<sha:DIGEST> : tensor<...>`` when elided.
+numeric ones) or ``dense_resource<sha:DIGEST> : tensor<...>`` when elided. An op type outside TF's op-name
+alphabet is quoted: ``my."odd.op"(...)``.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ INLINE_ELEMENTS = 16          # constants up to this many elements always print 
 HEX_THRESHOLD = 64            # with full constants, above this many elements use a hex blob
 BLOB_INLINE_BYTES = 4096      # graph-level blobs up to this size always print in full
 
-_BARE_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-/>]*$")
+_BARE_OP = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_>]*\Z")  # TF op names; others (e.g. with a dot) are quoted
+_BARE_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-/>]*\Z")  # \Z: "$" would accept a trailing newline
 
 
 class Elided:
@@ -161,7 +163,8 @@ def _fmt_types(types: list[TensorType]) -> str:
 
 def print_node(node: Node, full_constants: bool = False) -> str:
     operands = [value_ref(v) for v in node.inputs] + ["^" + sym(c.name) for c in node.control_inputs]
-    parts = [f"%{sym(node.name)} = {node.qualified_op}({', '.join(operands)})"]
+    op = node.op_type if _BARE_OP.match(node.op_type) else quote(node.op_type)
+    parts = [f"%{sym(node.name)} = {node.domain + '.' if node.domain else ''}{op}({', '.join(operands)})"]
     if node.attrs:
         parts.append(fmt_attr_dict(node.attrs, full_constants))
     if node.device:
