@@ -7,10 +7,17 @@ import tempfile
 from contextlib import contextmanager
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".graphir-", dir=d)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get normal file permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -31,6 +38,7 @@ def atomic_directory(path: str):
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".graphir-", dir=parent)
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         yield tmp
         if os.path.isdir(path):
             old = tmp + ".old"

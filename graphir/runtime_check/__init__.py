@@ -1,0 +1,4 @@
+"""Running graphs in TensorFlow: used by tests, ``graphir check``, the tuner and benchmarks."""
+from .runner import Runner, random_inputs
+
+__all__ = ["Runner", "random_inputs"]

@@ -1,0 +1,139 @@
+"""Run a graphir graph (or a raw GraphDef) in a TF1-style session, imported and set up once."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..ir import Graph
+
+
+def _tensor_name(name: str) -> str:
+    return name if ":" in name else name + ":0"
+
+
+def _default_ports(tfg, graph_def):
+    """(inputs, outputs) tensor names of a raw GraphDef, detected like the frontend does."""
+    from ..frontends.tf import INPUT_OPS, NOT_OUTPUTS, parse_input
+    from ..ir.registry import op_info
+
+    used = {parse_input(s)[0] for nd in graph_def.node for s in nd.input}
+    ins, outs = [], []
+    for nd in graph_def.node:
+        if nd.op in INPUT_OPS:
+            ins.append(nd.name)
+        elif nd.name not in used and nd.op not in NOT_OUTPUTS:
+            info = op_info("tf", nd.op)
+            if info.known and info.side_effecting:
+                continue
+            outs.extend(t.name for t in tfg.get_operation_by_name(nd.name).outputs)
+    return [(n, n) for n in ins], [(t[:-2] if t.endswith(":0") else t, t) for t in outs]
+
+
+class Runner:
+    """``Runner(graph)(feeds) -> [outputs]``. Feeds: a dict keyed by port or tensor name, or a list in
+    input order. The TF graph and session are built once."""
+
+    def __init__(self, graph_or_graph_def, inputs: Optional[Sequence[str]] = None,
+                 outputs: Optional[Sequence[str]] = None, *, intra_op_threads: Optional[int] = None,
+                 inter_op_threads: Optional[int] = None, rewriter_config=None):
+        import tensorflow as tf
+
+        if isinstance(graph_or_graph_def, Graph):
+            from ..backends.tf import to_graph_def
+
+            g = graph_or_graph_def
+            gd = to_graph_def(g)
+            in_ports = [(p.name, p.value.name) for p in g.inputs]
+            out_ports = [(p.name, p.value.name) for p in g.outputs]
+        else:
+            gd = graph_or_graph_def
+            in_ports = out_ports = None
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.graph_util.import_graph_def(gd, name="")
+        if in_ports is None:
+            in_ports, out_ports = _default_ports(self.graph, gd)
+        # port name -> tensor name; overrides are port or tensor names.
+        self._alias = {}
+        for p, t in in_ports + out_ports:
+            self._alias[p] = _tensor_name(t)
+        if inputs is not None:
+            in_ports = [(n, self._alias.get(n, n)) for n in inputs]
+        if outputs is not None:
+            out_ports = [(n, self._alias.get(n, n)) for n in outputs]
+        self.input_names = [p for p, _ in in_ports]
+        self.output_names = [p for p, _ in out_ports]
+        self._inputs = [self.graph.get_tensor_by_name(_tensor_name(t)) for _, t in in_ports]
+        self._outputs = [self.graph.get_tensor_by_name(_tensor_name(t)) for _, t in out_ports]
+        config = tf.compat.v1.ConfigProto()
+        if intra_op_threads is not None:
+            config.intra_op_parallelism_threads = intra_op_threads
+        if inter_op_threads is not None:
+            config.inter_op_parallelism_threads = inter_op_threads
+        if rewriter_config is not None:
+            config.graph_options.rewrite_options.CopyFrom(rewriter_config)
+        self.session = tf.compat.v1.Session(graph=self.graph, config=config)
+
+    def _feed_dict(self, feeds) -> dict:
+        if isinstance(feeds, dict):
+            out = {}
+            by_port = dict(zip(self.input_names, self._inputs))
+            for k, v in feeds.items():
+                t = by_port.get(k)
+                if t is None:
+                    t = self.graph.get_tensor_by_name(_tensor_name(self._alias.get(k, k)))
+                out[t] = v
+            missing = [n for n, t in zip(self.input_names, self._inputs) if t not in out]
+            if missing:
+                raise ValueError(f"missing feeds for inputs {missing}")
+            return out
+        feeds = list(feeds)
+        if len(feeds) != len(self._inputs):
+            raise ValueError(f"expected {len(self._inputs)} inputs, got {len(feeds)}")
+        return dict(zip(self._inputs, feeds))
+
+    def __call__(self, feeds) -> list:
+        return self.session.run(self._outputs, self._feed_dict(feeds))
+
+    def run_with_metadata(self, feeds):
+        """Run with a FULL trace and partition graphs (to see which ops TF actually executed)."""
+        import tensorflow as tf
+
+        opts = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE,
+                                       output_partition_graphs=True)
+        md = tf.compat.v1.RunMetadata()
+        outs = self.session.run(self._outputs, self._feed_dict(feeds), options=opts, run_metadata=md)
+        return outs, md
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __del__(self):
+        try:
+            self.session.close()
+        except Exception:
+            pass
+
+
+def random_inputs(graph, *, dim: int = 4, seed: int = 0) -> dict:
+    """One random array per graph input, keyed by port name; unknown dims become ``dim``."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for p in graph.inputs:
+        dims = p.value.shape.dims
+        # Unknown rank: a scalar, which broadcasts and also serves as a loop bound or index.
+        shape = () if dims is None else tuple(dim if d is None else d for d in dims)
+        dt = p.value.dtype.base
+        if dt.is_float:
+            a = rng.standard_normal(shape).astype(np.float32).astype(dt.np)
+        elif dt.name == "bool":
+            a = rng.integers(0, 2, shape).astype(bool)
+        elif dt.name == "string":
+            a = np.array([b"a" * int(i) for i in rng.integers(0, 4, int(np.prod(shape)))], dtype=object).reshape(shape)
+        elif dt.np is not None:
+            a = rng.integers(0, 4, shape).astype(dt.np)
+        else:
+            raise ValueError(f"cannot make a random value for input {p.name!r} of type {dt.name}")
+        out[p.name] = a
+    return out
