@@ -1,0 +1,203 @@
+"""The LPOT / Neural Compressor compatible front door: ``Graph_Optimization`` and YAML-driven compiles.
+
+``Graph_Optimization`` is a thin attribute-style layer over :func:`graphir.compile`; with a YAML config or
+an evaluation (``eval_func`` / ``eval_dataloader``) the work happens in :func:`compile_with_config`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Optional
+
+from .compiler import parse_precisions, split_list
+from .config import Config, load_config
+from .errors import ConfigError
+
+
+class DataEvaluator:
+    """``evaluate(model) -> float`` over a dataloader with a metric; picklable for worker processes."""
+
+    def __init__(self, dataloader, metric=None):
+        self.dataloader, self.metric = dataloader, metric
+
+    def __call__(self, model) -> float:
+        from .data import evaluate
+        from .metrics import make_metric
+
+        return evaluate(model, self.dataloader, make_metric(self.metric))
+
+    def describe(self) -> str:
+        from .metrics import make_metric
+
+        dl = self.dataloader
+        return f"{make_metric(self.metric).name} on {getattr(dl, 'path', type(dl).__name__)}"
+
+
+def _evaluation(cfg: Config, eval_func, eval_dataloader, metric):
+    """(evaluate callable, metric name, higher_is_better default) or None when nothing evaluates."""
+    from .metrics import make_metric
+
+    if eval_func is not None:
+        if not callable(eval_func):
+            raise ConfigError("eval_func: expected a function taking the model and returning a float")
+        name = getattr(eval_func, "__qualname__", None) or type(eval_func).__qualname__  # no addresses
+        return eval_func, "metric", True, f"eval_func {getattr(eval_func, '__module__', '')}.{name}"
+    spec = metric if metric is not None else cfg.metric
+    if eval_dataloader is None and cfg.dataset is not None:
+        from .data import NpzDataLoader
+
+        ds = cfg.dataset
+        eval_dataloader = NpzDataLoader(ds.path, ds.batch_size, ds.inputs, ds.labels, ds.limit)
+    if eval_dataloader is None:
+        return None
+    m = make_metric(spec)
+    ev = DataEvaluator(eval_dataloader, spec)
+    return ev, m.name, m.higher_is_better, ev.describe()
+
+
+def compile_with_config(model, config=None, *, precisions=None, inputs=None, outputs=None, passes=None,
+                        target: str = "native", fp32_ops=None, bf16_ops=None, eval_func: Optional[Callable] = None,
+                        eval_dataloader=None, metric=None, workers: int = 1, progress: bool = True,
+                        log=None, **options):
+    """Compile ``model`` as an LPOT-style ``config`` (YAML path, dict or None) says.
+
+    Without any evaluation this is one conversion. With one, the fp32 baseline is measured and bf16 ops
+    fall back to fp32 until the accuracy criterion holds (see :mod:`graphir.tuning`). Explicit arguments
+    win over the YAML; ``precisions`` only when it is not the compile default ``'fp32'``."""
+    from .compiler import compile as compile_model
+
+    cfg = load_config(config) if config is not None else Config()
+    if precisions is None or (isinstance(precisions, str) and precisions.strip() == "fp32"):
+        precisions = cfg.precisions or precisions or "fp32"
+    precs = parse_precisions(precisions)
+    inputs = split_list(inputs) or cfg.inputs
+    outputs = split_list(outputs) or cfg.outputs
+    fp32 = list(dict.fromkeys(cfg.fp32_ops + split_list(fp32_ops)))
+    bf16 = list(dict.fromkeys(cfg.bf16_ops + split_list(bf16_ops)))
+    kwargs = dict(precisions=precs, passes=passes, target=target, fp32_ops=fp32, bf16_ops=bf16, **options)
+    if log is not None:
+        kwargs["log"] = log
+    log = log or sys.stderr
+
+    ev = _evaluation(cfg, eval_func, eval_dataloader, metric)
+    if ev is None:
+        return compile_model(model, inputs=inputs, outputs=outputs, **kwargs)
+
+    from . import tuning
+    from .frontends import load
+
+    evaluate, metric_name, hib_default, described = ev
+    graph = load(model, inputs, outputs)
+    path = os.path.abspath(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else None
+    # Trials compare precision plans by accuracy, so they skip the timed profitability check (slow, and
+    # noisy between trials); it runs once, on the chosen model, at the end.
+    measure = kwargs.pop("measure_profitability", True)
+    kwargs["measure_profitability"] = False
+    builder = tuning.CandidateBuilder(graph, kwargs, model_path=path, inputs=inputs, outputs=outputs)
+    hib = cfg.higher_is_better if cfg.higher_is_better is not None else hib_default
+    crit = tuning.Criterion(cfg.relative, cfg.absolute, hib)
+
+    if "bf16" not in precs:  # nothing to tune: convert, then check the result against the baseline
+        return _check_only(builder, evaluate, crit, metric_name, cfg, log)
+
+    policy = tuning.Policy(crit, cfg.timeout, cfg.max_trials, cfg.random_seed, cfg.workspace, cfg.resume,
+                           max(1, int(workers or 1)), progress)
+    fp = tuning.fingerprint(graph, kwargs, described)
+    tuner = tuning.Tuner(builder, evaluate, policy, fingerprint=fp, metric_name=metric_name,
+                         exclude=bf16, log=log)
+    result = tuner.run()
+    out = result.model
+    if measure and result.best["bf16_ops"]:
+        out = builder.build(frozenset(result.best["fp32_ops"]), measure_profitability=True)
+    summary = result.summary()
+    summary.update(metric_name=metric_name, criterion=crit.text())
+    out.report["tuning"] = summary
+    print(tuning.format_table(result, metric_name, crit), file=log)
+    if not result.met:
+        msg = (f"no candidate met the accuracy criterion ({crit.text()}); returning the best found: "
+               f"{metric_name} {result.best['metric']:.6g} vs fp32 baseline {result.baseline:.6g}")
+        print(f"graphir: warning: {msg}", file=log)
+        summary["warning"] = msg  # printed here already; report["warnings"] would print it twice in the CLI
+    log.flush()
+    return out
+
+
+def _check_only(builder, evaluate, crit, metric_name, cfg, log):
+    from .tuning import _seed
+
+    _seed(cfg.random_seed)
+    base = float(evaluate(builder.baseline()))
+    model = builder.build(frozenset())
+    _seed(cfg.random_seed)
+    value = float(evaluate(model))
+    met = crit.met(base, value)
+    model.report["tuning"] = {"baseline": base, "metric": value, "met": met, "fp32_fallbacks": [],
+                              "trials": 1, "metric_name": metric_name, "criterion": crit.text()}
+    print(f"graphir: {metric_name}: fp32 baseline {base:.6g}, optimized {value:.6g} "
+          f"({'meets' if met else 'misses'} the criterion: {crit.text()})", file=log)
+    if not met:
+        model.report["tuning"]["warning"] = "the optimized model misses the accuracy criterion"
+        print("graphir: warning: the optimized model misses the accuracy criterion", file=log)
+    return model
+
+
+class Graph_Optimization:
+    """LPOT's ``Graph_Optimization`` with the same attributes::
+
+        graph_optimizer = Graph_Optimization('conf.yaml')   # or no config
+        graph_optimizer.model = 'model.pb'                  # path or in-memory model
+        graph_optimizer.precisions = 'bf16, fp32'           # optional (YAML or 'fp32' otherwise)
+        graph_optimizer.input, graph_optimizer.output = 'input', 'probs'
+        graph_optimizer.eval_func = fn                      # or eval_dataloader (+ metric)
+        optimized_model = graph_optimizer()
+
+    graphir extras: ``target``, ``workers``, ``fp32_ops``, ``bf16_ops`` and any :func:`graphir.compile`
+    option as a keyword argument of the constructor (e.g. ``measure_profitability=False``)."""
+
+    def __init__(self, conf_fname_or_obj=None, **options):
+        self.conf = load_config(conf_fname_or_obj) if conf_fname_or_obj is not None else None
+        self.model: Any = None
+        self.precisions = None
+        self.input = None
+        self.output = None
+        self.eval_func: Optional[Callable] = None
+        self.eval_dataloader = None
+        self.metric = None
+        self.target = options.pop("target", "native")
+        self.workers = options.pop("workers", 1)
+        self.fp32_ops = options.pop("fp32_ops", None)
+        self.bf16_ops = options.pop("bf16_ops", None)
+        self.options = options
+
+    # LPOT scripts also use the plural spellings.
+    inputs = property(lambda self: self.input, lambda self, v: setattr(self, "input", v))
+    outputs = property(lambda self: self.output, lambda self, v: setattr(self, "output", v))
+
+    def __call__(self):
+        if self.model is None:
+            raise ConfigError("Graph_Optimization: set .model (a path or an in-memory model) before calling")
+        evaluating = self.eval_func is not None or self.eval_dataloader is not None or (
+            self.conf is not None and self.conf.has_evaluation)
+        if self.conf is None and not evaluating:
+            from .compiler import compile as compile_model
+
+            return compile_model(self.model, precisions=self.precisions or "fp32", inputs=self.input,
+                                 outputs=self.output, target=self.target, fp32_ops=self.fp32_ops,
+                                 bf16_ops=self.bf16_ops, **self.options)
+        precisions = self.precisions
+        if precisions is None and (self.conf is None or self.conf.precisions is None):
+            precisions = "fp32"
+        return compile_with_config(self.model, self.conf if self.conf is not None else Config(),
+                                   precisions=_explicit(precisions), inputs=self.input, outputs=self.output,
+                                   target=self.target, fp32_ops=self.fp32_ops, bf16_ops=self.bf16_ops,
+                                   eval_func=self.eval_func, eval_dataloader=self.eval_dataloader,
+                                   metric=self.metric, workers=self.workers, **self.options)
+
+    fit = __call__
+
+
+def _explicit(precisions):
+    """An attribute set to plain 'fp32' must still beat the YAML, so pass it as a list."""
+    if isinstance(precisions, str):
+        return [p for p in precisions.split(",") if p.strip()]
+    return precisions
