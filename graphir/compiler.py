@@ -55,6 +55,7 @@ class CompileOptions:
     dump_dir: Optional[str] = None
     measure_profitability: bool = True
     log: Any = None  # a text stream for debug output; default stderr
+    workers: int = 1  # parallel tuning trials (used with config=, see graphir.lpot)
 
 
 class OptimizedModel:
@@ -126,8 +127,11 @@ def compile(
         setattr(opts, k, v)
     from .frontends import load
 
-    graph = load(model, inputs, outputs)
-    return compile_graph(graph, opts)
+    from .transforms.pass_manager import gc_paused
+
+    with gc_paused():
+        graph = load(model, inputs, outputs)
+        return compile_graph(graph, opts)
 
 
 def compile_graph(graph: Graph, opts: CompileOptions) -> OptimizedModel:
@@ -148,6 +152,11 @@ def compile_graph(graph: Graph, opts: CompileOptions) -> OptimizedModel:
         out=log,
     )
     report["passes"] = pm.run(graph)
+    # bf16 statistics / --explain data left by the auto-mixed-precision pass.
+    prec = graph.meta.pop("precision_report", None)
+    if prec:
+        report["warnings"].extend(prec.pop("warnings", []))
+        report.update(prec)
     report["nodes_before"] = len(original)
     report["nodes_after"] = len(graph)
     return OptimizedModel(graph, original, report)

@@ -227,9 +227,16 @@ def save(graph: Graph, path, format: str = "pb", **kw) -> None:
 
 def _write(gd, graph: Graph, path: str, format: str) -> None:
     if format == "pb":
-        if gd.ByteSize() >= 2**31:
+        # Serialise first: ByteSize() walks the whole message again (0.2 s on ResNet50).
+        try:
+            data = gd.SerializeToString(deterministic=True)
+        except Exception:
+            if gd.ByteSize() < 2**31:
+                raise
+            data = None
+        if data is None or len(data) >= 2**31:
             raise GraphirError(f"{path}: graph is larger than 2 GB, which a .pb cannot hold")
-        atomic_write_bytes(path, gd.SerializeToString(deterministic=True))
+        atomic_write_bytes(path, data)
     elif format == "pbtxt":
         from google.protobuf import text_format
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from .core import CTRL, Graph
+from .core import CTRL, Graph, IRError
 from .registry import expected_input_dtypes
 
 
@@ -25,13 +25,14 @@ def verify(graph: Graph, *, types: bool = True) -> None:
     """Raise :class:`VerificationError` listing every violation, each naming its node."""
     errors: list[str] = []
     G = graph.nx
+    table = G._node  # raw dicts: NodeView lookups cost more than the checks themselves
     for name, node in G.nodes(data="obj"):
         if node is None or node.name != name or node.graph is not graph:
             errors.append(f"node {name!r}: registry entry does not match the node object")
             continue
         want = {}
         for slot, v in enumerate(node._inputs):
-            src = G.nodes.get(v.node.name)
+            src = table.get(v.node.name)
             if src is None or src["obj"] is not v.node:
                 errors.append(f"node {name!r}: input {slot} reads {v.name!r}, which is not in the graph")
                 continue
@@ -40,13 +41,14 @@ def verify(graph: Graph, *, types: bool = True) -> None:
                 continue
             want[slot] = (v.node.name, v.index)
         for c in node._controls:
-            src = G.nodes.get(c.name)
+            src = table.get(c.name)
             if src is None or src["obj"] is not c:
                 errors.append(f"node {name!r}: control input {c.name!r} is not in the graph")
         have = {}
-        for u, _, key, out in G.in_edges(name, keys=True, data="out"):
-            if key != CTRL:
-                have[key] = (u, out)
+        for u, keyed in G._pred[name].items():  # the raw adjacency: in_edges() views cost more than the check
+            for key, data in keyed.items():
+                if key != CTRL:
+                    have[key] = (u, data.get("out"))
         if have != want and len(want) == len(node._inputs):
             errors.append(f"node {name!r}: edge store out of step with its inputs")
         if types:
@@ -67,8 +69,13 @@ def verify(graph: Graph, *, types: bool = True) -> None:
             if n is None or n["obj"] is not p.value.node:
                 errors.append(f"graph {kind} {p.name!r}: node {p.value.node.name!r} is not in the graph")
     if not errors:
-        view = graph.acyclic_view()
-        if not nx.is_directed_acyclic_graph(view):
+        try:
+            graph.topo_order(by_name=False)  # the fast acyclicity check
+            acyclic = True
+        except IRError:
+            acyclic = False
+        if not acyclic:
+            view = graph.acyclic_view()
             cyc = nx.find_cycle(view)
             errors.append(f"node {cyc[0][0]!r}: on a cycle that is not a loop back-edge: "
                           + " -> ".join(e[0] for e in cyc))

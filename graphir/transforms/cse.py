@@ -1,0 +1,105 @@
+"""cse: common subexpression elimination by value numbering over the dataflow graph."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir import FuncRef, Graph, Tensor
+from .base import Pass, PassResult, register_pass
+from .patterns import input_nodes, protected
+
+
+def hashable(v):
+    """A hashable, content-based form of an attribute value (constants by digest)."""
+    if isinstance(v, Tensor):
+        return ("tensor", v.dtype.name, v.shape.dims, v.digest())
+    if isinstance(v, (list, tuple)):
+        return tuple(hashable(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, hashable(x)) for k, x in v.items()))
+    if isinstance(v, float) and v != v:
+        return ("nan",)
+    if isinstance(v, FuncRef):
+        return ("func", v.name, hashable(dict(v.attrs)))
+    return v
+
+
+def _fingerprint(t: Tensor):
+    """Cheap content sample of a constant; equal constants always have equal fingerprints."""
+    a = t.numpy()
+    if a.dtype == object or a.nbytes <= 4096:
+        return hashable_tensor_bytes(a)
+    flat = a.reshape(-1)
+    step = max(1, flat.size // 61)
+    return np.ascontiguousarray(flat[::step]).tobytes() + np.ascontiguousarray(flat[-3:]).tobytes()
+
+
+def hashable_tensor_bytes(a: np.ndarray):
+    if a.dtype == object:
+        return tuple(x if isinstance(x, bytes) else str(x) for x in a.reshape(-1))
+    return np.ascontiguousarray(a).tobytes()
+
+
+@register_pass
+@dataclass
+class CSE(Pass):
+    """After: no two pure nodes compute the same value (same op, attrs, device, inputs up to commutativity,
+    control inputs), and no two constants hold the same content. Stateful, side-effecting, control-flow,
+    unknown and graph-input nodes are never merged; a graph output node is never merged away."""
+
+    name = "cse"
+    # One sweep in topological order is already a fixed point (every input is canonical before its
+    # readers are numbered); more sweeps only re-check that.
+    max_iterations: int = 1
+
+    def run(self, graph: Graph) -> PassResult:
+        merged = consts = 0
+        for _ in range(self.max_iterations):
+            m, c = self._once(graph)
+            merged += m
+            consts += c
+            if not m:
+                break
+        return PassResult.of(nodes_merged=merged, constants_merged=consts)
+
+    def _once(self, graph: Graph) -> tuple[int, int]:
+        sig = protected(graph)
+        skip = input_nodes(graph)
+        table: dict = {}
+        merged = consts = 0
+        for n in graph.topo_order(by_name=False):
+            info = n.info
+            if not info.pure or info.source or n.name in skip:
+                continue
+            ins = [(v.node.name, v.index) for v in n.inputs]
+            if info.commutative and len(ins) >= 2 and ins[1] < ins[0]:
+                ins[0], ins[1] = ins[1], ins[0]
+            ctrl = frozenset(c.name for c in n.control_inputs)
+            t = n.const_value()
+            if t is not None:
+                if t.digest_only:
+                    continue
+                attrs = hashable({k: v for k, v in n.attrs.items() if k != info.constant_attr})
+                key = (n.domain, n.op_type, attrs, n.device, ctrl, t.dtype.name, t.shape.dims, _fingerprint(t))
+            else:
+                key = (n.domain, n.op_type, hashable(n.attrs), n.device, tuple(ins), ctrl)
+            cands = table.setdefault(key, [])
+            canon = None
+            for c in cands:
+                if t is None or c.const_value().same_value(t):
+                    canon = c
+                    break
+            if canon is None or n.name in sig or len(canon.outputs) != len(n.outputs):
+                cands.append(n)
+                continue
+            for old, new in zip(n.outputs, canon.outputs):
+                graph.replace_all_uses_with(old, new, outputs=False)
+            for u in graph.control_users(n):
+                graph.remove_control_input(u, n)
+                if u is not canon:
+                    graph.add_control_input(u, canon)
+            graph.remove_node(n, forward_control=False)
+            merged += 1
+            consts += t is not None
+        return merged, consts

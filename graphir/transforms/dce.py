@@ -1,0 +1,42 @@
+"""dce: dead code elimination."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir import Graph
+from .base import Pass, PassResult, register_pass
+
+
+@register_pass
+@dataclass
+class DCE(Pass):
+    """After: every node reaches a graph output (by data or control edges), is a graph input, or is
+    side-effecting / unknown (those are kept, with everything they depend on). With
+    ``drop_pure_controls``, no control edge leaves a node whose whole ancestry is free of side effects,
+    state and control flow (such an edge only orders pure work, so it can go)."""
+
+    name = "dce"
+    drop_pure_controls: bool = True
+
+    def run(self, graph: Graph) -> PassResult:
+        controls = self._drop_pure_controls(graph) if self.drop_pure_controls else 0
+        roots = [p.value.node for p in graph.outputs] + [p.value.node for p in graph.inputs]
+        roots += [n for n in graph.nodes() if n.info.side_effecting]
+        live = graph.ancestors_of(roots)
+        dead = [n for n in graph.nodes() if n.name not in live]
+        return PassResult.of(nodes_removed=graph.remove_nodes(dead), controls_removed=controls)
+
+    @staticmethod
+    def _drop_pure_controls(graph: Graph) -> int:
+        clean: set[str] = set()
+        dropped = 0
+        for n in graph.topo_order(by_name=False):
+            for c in n.control_inputs:
+                if c.name in clean:
+                    graph.remove_control_input(n, c)
+                    dropped += 1
+            info = n.info
+            if (info.pure or info.source) and not n.control_inputs \
+                    and all(v.node.name in clean for v in n.inputs):
+                clean.add(n.name)
+        return dropped

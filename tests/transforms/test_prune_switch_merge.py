@@ -1,0 +1,44 @@
+"""prune-switch-merge: a TF1 cond on a constant (or a non-input PlaceholderWithDefault) loses its dead side."""
+import numpy as np
+import tensorflow as tf
+
+from fp32_passutil import apply, assert_same_outputs, build, ops
+from graphir.transforms.prune_switch_merge import PruneSwitchMerge
+from models import control_flow_v1
+
+
+def _cond_graph(pred_fn):
+    def fn(x):
+        with control_flow_v1():
+            p = pred_fn()
+            y = tf.compat.v1.cond(p, lambda: tf.nn.relu(x) * 3.0, lambda: tf.tanh(x) - 1.0, name="cond")
+            return y + 1.0
+    return build(fn, [[4]])
+
+
+def test_constant_predicate_prunes_dead_branch():
+    g = _cond_graph(lambda: tf.constant(False, name="phase"))
+    assert {"Switch", "Merge"} <= set(ops(g))
+    out, res = apply(PruneSwitchMerge(), g)
+    assert res.counts["switches_pruned"] >= 1
+    assert not {"Switch", "Merge", "Relu"} & set(ops(out)) and "Tanh" in ops(out)
+    assert_same_outputs(g, out)
+
+
+def test_learning_phase_placeholder_with_default_that_is_not_an_input():
+    g = _cond_graph(lambda: tf.compat.v1.placeholder_with_default(True, [], name="keras_learning_phase"))
+    out, res = apply(PruneSwitchMerge(), g)
+    assert res.counts["defaults_resolved"] == 1
+    assert not {"Switch", "Merge", "PlaceholderWithDefault", "Tanh"} & set(ops(out)) and "Relu" in ops(out)
+    assert_same_outputs(g, out)
+
+
+def test_predicate_that_is_an_input_is_kept():
+    def fn(x, p):
+        with control_flow_v1():
+            return tf.compat.v1.cond(p, lambda: x * 2.0, lambda: x - 2.0)
+    g = build(fn, [[3], []], [tf.float32, tf.bool])
+    out, res = apply(PruneSwitchMerge(), g)
+    assert not res.changed and "Merge" in ops(out)
+    for p in (True, False):
+        assert_same_outputs(g, out, feeds={"x0": np.ones(3, np.float32), "x1": p})
