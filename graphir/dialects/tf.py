@@ -11,6 +11,7 @@ from typing import Optional
 
 from ..ir.registry import OpInfo, register_domain, register_input_type_rule
 from ..ir.types import DType
+from .tf_precision import precision_class
 
 # DataType enum values from tensorflow/core/framework/types.proto.
 _TF_ENUM = {
@@ -92,6 +93,7 @@ def _provider(op_type: str) -> Optional[OpInfo]:
         constant_attr="value" if op_type in ("Const", "HostConst") else None,
         identity_like=op_type in IDENTITY_LIKE,
         training_only=op_type in TRAINING_ONLY,
+        precision=precision_class(op_type),
     )
 
 

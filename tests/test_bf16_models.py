@@ -1,0 +1,78 @@
+"""bf16 compiles of real models: digits accuracy, transformer and ResNet50 numerics, boundaries, casts."""
+import os
+
+import numpy as np
+import pytest
+
+import graphir
+from graphir.frontends.tf import from_graph_def
+from graphir.ir.types import bf16
+from graphir.runtime_check.runner import Runner, random_inputs
+from graphir.transforms.auto_mixed_precision import format_explain, format_precision_stats
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def bf16_cpu(monkeypatch):
+    monkeypatch.setenv("GRAPHIR_CPU_FLAGS", "avx512f avx512_bf16")
+
+
+def bf16_ops(g):
+    return {n.op_type for n in g.nodes() if any(v.dtype is bf16 for v in n.outputs)}
+
+
+def check_boundaries(orig, ir):
+    assert [(p.name, p.value.dtype) for p in ir.inputs] == [(p.name, p.value.dtype) for p in orig.inputs]
+    assert [(p.name, p.value.dtype) for p in ir.outputs] == [(p.name, p.value.dtype) for p in orig.outputs]
+
+
+def test_digits_cost_model_keeps_fp32_and_forced_bf16_keeps_accuracy(digits_gd):
+    g = from_graph_def(digits_gd)
+    om = graphir.compile(g, precisions="bf16,fp32", measure_profitability=False)
+    assert not bf16_ops(om.ir)  # 0.6 MFLOP per image: casts and bf16 overhead cannot pay
+    assert "not profitable" in format_explain(om.report)
+    assert "kept fp32 (not profitable)" in format_precision_stats(om.report)
+
+    forced = graphir.compile(g, precisions="bf16,fp32", bf16_ops="Conv2D,MatMul", measure_profitability=False)
+    assert {"Conv2D", "MatMul"} <= bf16_ops(forced.ir)
+    check_boundaries(g, forced.ir)
+    data = np.load(os.path.join(ROOT, "examples", "digits", "digits_test.npz"))
+    x, y = data["x"], data["y"]
+    p32 = Runner(g)({g.inputs[0].name: x})[0]
+    p16 = Runner(forced.ir)({g.inputs[0].name: x})[0]
+    assert p16.dtype == np.float32
+    top32, top16 = p32.argmax(1), p16.argmax(1)
+    assert (top32 == top16).mean() >= 0.99
+    assert abs((top32 == y).mean() - (top16 == y).mean()) <= 0.01
+
+
+def test_transformer_bf16_numerics(transformer_gd):
+    g = from_graph_def(transformer_gd)
+    om = graphir.compile(g, precisions="bf16,fp32", bf16_ops="Einsum,MatMul,BatchMatMulV2",
+                         measure_profitability=False)
+    ops = bf16_ops(om.ir)
+    assert {"Einsum", "Softmax"} <= ops
+    check_boundaries(g, om.ir)
+    assert sum(1 for n in om.ir.nodes() if n.op_type == "Cast") <= 2
+    feeds = random_inputs(g, dim=2)
+    a, b = Runner(g)(feeds)[0], Runner(om.ir)(feeds)[0]
+    assert b.dtype == a.dtype == np.float32
+    np.testing.assert_allclose(b, a, atol=0.15, rtol=0.05)
+    assert np.abs(b - a).mean() < 0.02
+
+
+@pytest.mark.slow
+def test_resnet50_all_convs_bf16_two_casts(resnet50_gd):
+    g = from_graph_def(resnet50_gd)
+    om = graphir.compile(g, precisions="bf16,fp32", measure_profitability=False)
+    st = om.report["precision_stats"]
+    assert st["ops"]["Conv2D"][1] == st["ops"]["Conv2D"][0] > 50
+    assert st["casts_after"] == 2  # the input and the output: nothing inside the network
+    assert st["weight_bytes_after"] * 2 == pytest.approx(st["weight_bytes_before"], rel=0.01)
+    check_boundaries(g, om.ir)
+    feeds = random_inputs(g, dim=2)
+    a, b = Runner(g)(feeds)[0], Runner(om.ir)(feeds)[0]
+    assert b.dtype == np.float32
+    assert (a.argmax(1) == b.argmax(1)).all() or np.abs(a - b).max() < 0.02
+    np.testing.assert_allclose(b.sum(1), 1.0, rtol=1e-2)
