@@ -1,0 +1,311 @@
+"""The ``graphir`` command line: ``compile``, ``dump``, ``check`` and ``env``.
+
+Errors are one line on stderr: ``graphir: error: ...`` with exit code 2 for bad input, exit code 1 for a
+numeric mismatch, ``graphir: internal error: ...`` with exit code 3 for bugs (``GRAPHIR_DEBUG=1`` shows
+the traceback). Arguments are validated before TensorFlow is imported, so typos fail fast.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import os
+import re
+import sys
+import time
+from typing import Optional, Sequence
+
+from .errors import ConfigError, GraphirError, ModelLoadError
+
+# TF node names (tensorflow/core/framework/node_def_util.cc), optionally with an output index.
+_TENSOR_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*(:\d+)?$")
+FP32_TOL = (1e-4, 1e-5)   # compile --verify defaults (rtol, atol): folding reorders float math
+BF16_TOL = (5e-2, 5e-2)   # bf16 keeps ~3 significant digits
+
+
+class NumericMismatch(Exception):
+    """A check failed: exit code 1."""
+
+
+def _names(v: Optional[str], flag: str) -> Optional[list[str]]:
+    if v is None:
+        return None
+    names = [s.strip() for s in v.split(",")]
+    if not any(names):
+        raise ConfigError(f"{flag}: empty list of names")
+    for n in names:
+        if not _TENSOR_NAME.match(n):
+            raise ConfigError(f"{flag}: {n!r} is not a valid tensor name (expected 'node' or 'node:N', comma-separated)")
+    return names
+
+
+def check_model_path(path: str) -> None:
+    """Cheap checks that need no TensorFlow: exists, not empty, a SavedModel directory has saved_model.pb."""
+    if not os.path.exists(path):
+        raise ModelLoadError(f"{path}: no such file or directory")
+    if os.path.isdir(path):
+        if not any(os.path.isfile(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")):
+            raise ModelLoadError(f"{path}: directory has no saved_model.pb (not a SavedModel)")
+    elif os.path.getsize(path) == 0:
+        raise ModelLoadError(f"{path}: empty file")
+    elif not os.access(path, os.R_OK):
+        raise ModelLoadError(f"{path}: not readable")
+
+
+def check_output_path(out: str, model: str) -> None:
+    parent = os.path.dirname(os.path.abspath(out)) or "."
+    if not os.path.isdir(parent):
+        raise GraphirError(f"{out}: parent directory {parent} does not exist")
+    if os.path.exists(out) and os.path.samefile(out, model):
+        raise GraphirError(f"{out}: output would overwrite the input model")
+    if os.path.isdir(out) and not os.path.isfile(os.path.join(out, "saved_model.pb")) and os.listdir(out):
+        raise GraphirError(f"{out}: is a non-empty directory that is not a SavedModel; refusing to replace it")
+
+
+def _tf():
+    from .quiet import import_tf_quietly
+
+    return import_tf_quietly()
+
+
+# ---------------------------------------------------------------------------------------------- compile
+def _compile_kwargs(a) -> dict:
+    """Keyword arguments for graphir.compile(); options it does not know are a clear error."""
+    from . import compiler
+
+    kw = dict(precisions=a.precisions, passes=a.passes, target=a.target)
+    extra = {
+        "config": a.config, "fp32_ops": a.fp32_ops, "bf16_ops": a.bf16_ops, "dump_dir": a.dump_dir,
+        "print_ir_after_all": a.print_ir_after_all or None, "print_ir_after": a.print_ir_after or None,
+        "workers": a.workers,
+    }
+    known = set(inspect.signature(compiler.compile).parameters) | {f.name for f in
+                                                                   dataclasses.fields(compiler.CompileOptions)}
+    if a.config is not None:
+        known.add("workers")  # the accuracy-driven flow (graphir.lpot) takes it
+    for k, v in extra.items():
+        if v is None:
+            continue
+        if k not in known:
+            hint = " without --config" if k == "workers" else " by this version of graphir"
+            raise ConfigError(f"--{k.replace('_', '-')} is not supported{hint}")
+        kw[k] = v
+    return kw
+
+
+def cmd_compile(a) -> int:
+    t0 = time.perf_counter()
+    from . import compiler
+    from .backends import FORMATS, infer_format
+
+    check_model_path(a.model)
+    fmt = a.format or infer_format(a.output)
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if a.target not in compiler.TARGETS:
+        raise ConfigError(f"unknown --target {a.target!r}; expected one of {', '.join(compiler.TARGETS)}")
+    precisions = compiler.parse_precisions(a.precisions)
+    inputs, outputs = _names(a.inputs, "--inputs"), _names(a.outputs, "--outputs")
+    for flag in ("fp32_ops", "bf16_ops"):
+        if getattr(a, flag) is not None:
+            setattr(a, flag, compiler.split_list(getattr(a, flag)))
+    if a.config is not None and not os.path.isfile(a.config):
+        raise ConfigError(f"{a.config}: no such config file")
+    if a.workers is not None and a.workers < 1:
+        raise ConfigError("--workers must be >= 1")
+    check_output_path(a.output, a.model)
+    kw = _compile_kwargs(a)
+
+    _tf()
+    import graphir
+
+    original = graphir.load(a.model, inputs, outputs)
+    result = graphir.compile(original, **kw)
+    unknown = original.meta.get("tf.unknown_ops")
+    if a.verify and unknown:
+        ops = sorted({original.node(n).op_type for n in unknown if n in original})
+        print(f"graphir: warning: not verifying: TensorFlow cannot run the unregistered op(s) "
+              f"{', '.join(ops)}", file=sys.stderr)
+    elif a.verify:
+        from .runtime_check.check import check_graphs
+
+        rtol, atol = BF16_TOL if "bf16" in precisions else FP32_TOL
+        rtol = a.rtol if a.rtol is not None else rtol
+        atol = a.atol if a.atol is not None else atol
+        rep = check_graphs(original, result.ir, rtol=rtol, atol=atol, samples=1, dim=a.dim)
+        if not rep.ok:
+            sys.stderr.write(rep.format())
+            raise NumericMismatch(f"verification failed, {rep.first_failure()}; not writing {a.output} "
+                                  f"(use --no-verify to write it anyway)")
+    result.save(a.output, format=fmt)
+    if a.stats and result.report.get("passes"):
+        from .transforms.pass_manager import stats_table
+
+        sys.stdout.write(stats_table(result.report["passes"]))
+    if a.explain:
+        from .transforms.auto_mixed_precision import format_explain
+
+        text = format_explain(result.report) or "no precision decisions (compiled for fp32 only)"
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    for w in result.report.get("warnings", []):
+        print(f"graphir: warning: {_one_line(w)}", file=sys.stderr)
+    prec = ",".join(result.report.get("precisions", precisions))
+    print(f"graphir: wrote {a.output} ({len(original)} -> {len(result.ir)} nodes, {prec}) in "
+          f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- dump
+def cmd_dump(a) -> int:
+    check_model_path(a.model)
+    inputs, outputs = _names(a.inputs, "--inputs"), _names(a.outputs, "--outputs")
+    if a.format not in ("text", "dot"):
+        raise ConfigError(f"unknown --format {a.format!r}; expected text or dot")
+    if a.output:
+        check_output_path(a.output, a.model)
+    _tf()
+    import graphir
+
+    graph = graphir.load(a.model, inputs, outputs)
+    if a.format == "dot":
+        from .ir.dot import to_dot
+
+        text = to_dot(graph)
+    else:
+        text = graph.text(full_constants=a.full_constants)
+    if a.output:
+        from .backends.atomic import atomic_write_text
+
+        atomic_write_text(a.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- check
+def cmd_check(a) -> int:
+    check_model_path(a.original)
+    check_model_path(a.optimized)
+    inputs, outputs = _names(a.inputs, "--inputs"), _names(a.outputs, "--outputs")
+    if a.inputs_npz is not None and not os.path.isfile(a.inputs_npz):
+        raise GraphirError(f"{a.inputs_npz}: no such inputs file")
+    _tf()
+    from .runtime_check.check import check_models
+
+    rep = check_models(a.original, a.optimized, inputs_npz=a.inputs_npz, rtol=a.rtol, atol=a.atol,
+                       samples=a.samples, dim=a.dim, seed=a.seed, inputs=inputs, outputs=outputs)
+    sys.stdout.write(rep.format())
+    return 0 if rep.ok else 1
+
+
+# ---------------------------------------------------------------------------------------------- env
+def cmd_env(a) -> int:
+    _tf()
+    from .runtime_check.target import describe
+
+    text = describe()
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="graphir", description="Offline graph optimizer for TensorFlow inference models.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def io_names(sp):
+        sp.add_argument("--inputs", metavar="A,B", help="input tensor names (default: the placeholders)")
+        sp.add_argument("--outputs", metavar="Y", help="output tensor names (default: sinks or the signature)")
+
+    c = sub.add_parser("compile", help="optimize a model and write it out")
+    c.add_argument("model", help=".pb, .pbtxt, .gir, .keras/.h5 file or SavedModel directory")
+    c.add_argument("-o", "--output", required=True, help="output path")
+    io_names(c)
+    c.add_argument("--format", help="pb, pbtxt, saved_model or gir (default: from the output suffix)")
+    c.add_argument("--precisions", default="fp32", help="fp32 (default), bf16,fp32 or bf16")
+    c.add_argument("--target", default="native", help="native (default), avx512_bf16, amx_bf16 or generic")
+    c.add_argument("--passes", metavar="PIPELINE", help="comma-separated pass pipeline instead of the default")
+    c.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass")
+    c.add_argument("--print-ir-after", action="append", metavar="PASS", help="print the IR after PASS")
+    c.add_argument("--dump-dir", metavar="DIR", help="write NN-<pass>.gir after every pass")
+    c.add_argument("--stats", action="store_true", help="print a table of passes, times and node counts")
+    c.add_argument("--explain", action="store_true", help="explain precision decisions")
+    c.add_argument("--fp32-ops", metavar="A,B", help="op types or node names forced to fp32")
+    c.add_argument("--bf16-ops", metavar="A,B", help="op types or node names forced to bf16")
+    c.add_argument("--config", metavar="CONF.yaml", help="LPOT-style YAML config")
+    c.add_argument("--workers", type=int, metavar="N", help="parallel workers")
+    c.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                   help="numerically check the result before writing it (default: on)")
+    c.add_argument("--rtol", type=float, help=f"verify tolerance (default {FP32_TOL[0]:g}; {BF16_TOL[0]:g} with bf16)")
+    c.add_argument("--atol", type=float, help=f"verify tolerance (default {FP32_TOL[1]:g}; {BF16_TOL[1]:g} with bf16)")
+    c.add_argument("--dim", type=int, default=4, help="size of unknown dims for --verify inputs (default 4)")
+    c.set_defaults(func=cmd_compile)
+
+    d = sub.add_parser("dump", help="print a model as graphir text IR (or DOT)")
+    d.add_argument("model")
+    io_names(d)
+    d.add_argument("--full-constants", action="store_true", help="print constants in full (re-parsable)")
+    d.add_argument("--format", default="text", help="text (default) or dot")
+    d.add_argument("-o", "--output", help="write to FILE instead of stdout")
+    d.set_defaults(func=cmd_dump)
+
+    k = sub.add_parser("check", help="run two models on the same inputs and compare outputs")
+    k.add_argument("original")
+    k.add_argument("optimized")
+    k.add_argument("--inputs-npz", metavar="F", help=".npz of input arrays keyed by input name")
+    k.add_argument("--rtol", type=float, default=1e-5)
+    k.add_argument("--atol", type=float, default=1e-6)
+    k.add_argument("--samples", type=int, default=1, help="random input draws (default 1)")
+    k.add_argument("--dim", type=int, default=4, help="size of unknown dims (default 4)")
+    k.add_argument("--seed", type=int, default=0)
+    io_names(k)
+    k.set_defaults(func=cmd_check)
+
+    e = sub.add_parser("env", help="describe TensorFlow, oneDNN and the CPU's bf16 support")
+    e.set_defaults(func=cmd_env)
+    return p
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(str(msg).split())
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if not getattr(a, "func", None):
+        parser.print_usage(sys.stderr)
+        return 2
+    debug = bool(os.environ.get("GRAPHIR_DEBUG"))
+    try:
+        return a.func(a)
+    except NumericMismatch as e:
+        print(f"graphir: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except GraphirError as e:
+        if debug:
+            raise
+        print(f"graphir: error: {_one_line(e)}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+    except BrokenPipeError:  # e.g. `graphir dump m.pb | head`: stop quietly, also at interpreter exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:
+        if debug:
+            raise
+        what = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+        print(f"graphir: error: {_one_line(what)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("graphir: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug in graphir: one line, no traceback unless asked
+        if debug:
+            raise
+        print(f"graphir: internal error: {type(e).__name__}: {_one_line(e)}; rerun with GRAPHIR_DEBUG=1 for a "
+              f"traceback", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

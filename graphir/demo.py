@@ -1,0 +1,94 @@
+"""``make demo``: compile the bundled digits CNN and check its accuracy is unchanged.
+
+Loads ``examples/digits/digits_cnn.pb``, compiles it with the default fp32 pipeline (and bf16,fp32 when the
+CPU has bf16 instructions), writes ``out/digits_opt.pb``, prints what changed, and evaluates the original
+and compiled graphs on ``examples/digits/digits_test.npz``. Exits 1 if the fp32 accuracy differs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "examples", "digits")
+
+
+def histogram_delta(before: dict, after: dict) -> list[str]:
+    rows = []
+    for op in sorted(set(before) | set(after)):
+        b, a = before.get(op, 0), after.get(op, 0)
+        if a != b:
+            rows.append(f"    {op:<16} {b:>4} -> {a:<4} ({a - b:+d})")
+    return rows or ["    (no change)"]
+
+
+def accuracy(graph, x, y) -> float:
+    from .runtime_check.runner import Runner
+
+    runner = Runner(graph)
+    try:
+        (probs,) = runner({graph.inputs[0].name: x})
+    finally:
+        runner.close()
+    return float(np.mean(np.argmax(probs, axis=-1) == y))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m graphir.demo", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=os.path.join(EXAMPLE, "digits_cnn.pb"))
+    ap.add_argument("--data", default=os.path.join(EXAMPLE, "digits_test.npz"))
+    ap.add_argument("--out-dir", default="out")
+    a = ap.parse_args(argv)
+
+    from .quiet import import_tf_quietly
+
+    import_tf_quietly()
+    import graphir
+    from .runtime_check.target import cpu_bf16_features
+
+    data = np.load(a.data)
+    x, y = data["x"], data["y"]
+    original = graphir.load(a.model)
+    print(f"model    {a.model}: {len(original)} nodes, inputs {[p.name for p in original.inputs]}, "
+          f"outputs {[p.name for p in original.outputs]}")
+    base_acc = accuracy(original, x, y)
+    print(f"original accuracy on {len(y)} held-out digits: {base_acc:.4f}")
+
+    runs = [("fp32", "digits_opt.pb")]
+    feats = cpu_bf16_features()
+    if feats:
+        runs.append(("bf16,fp32", "digits_opt_bf16.pb"))
+    else:
+        print("this CPU has no bf16 instructions (avx512_bf16/amx_bf16): skipping the bf16 compile")
+    os.makedirs(a.out_dir, exist_ok=True)
+    ok = True
+    for precisions, fname in runs:
+        t0 = time.perf_counter()
+        result = graphir.compile(original, precisions=precisions)
+        out = os.path.join(a.out_dir, fname)
+        result.save(out)
+        dt = time.perf_counter() - t0
+        acc = accuracy(result.ir, x, y)
+        print(f"\ncompile --precisions {precisions}: {len(original)} -> {len(result.ir)} nodes in {dt:.2f} s, "
+              f"wrote {out} ({os.path.getsize(out)} bytes)")
+        print("  op histogram change:")
+        print("\n".join(histogram_delta(original.op_histogram(), result.ir.op_histogram())))
+        if "bf16" in precisions:
+            why = "; ".join(u.get("reason", "") for u in result.report.get("precision_unprofitable", []))
+            print(f"  bf16 nodes: {result.report.get('bf16_nodes', 0)}" + (f" (kept fp32: {why})" if why else ""))
+        for w in result.report.get("warnings", []):
+            print(f"  warning: {w}")
+        same = acc == base_acc
+        print(f"  accuracy {acc:.4f} (original {base_acc:.4f}): {'same' if same else 'DIFFERENT'}")
+        if precisions == "fp32" and not same:
+            ok = False
+    print("\ndemo " + ("passed" if ok else "FAILED: the fp32 compiled model's accuracy differs from the original's"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""The ``graphir`` command line: bad input, quiet output, compile round trips.
+
+Most cases run as a real subprocess; a few that would each cost another TensorFlow import run
+``graphir.cli.main`` in-process instead (same exit codes and stderr lines).
+"""
+import hashlib
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DIGITS_PB = os.path.join(ROOT, "examples", "digits", "digits_cnn.pb")
+DIGITS_NPZ = os.path.join(ROOT, "examples", "digits", "digits_test.npz")
+
+
+def graphir(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("GRAPHIR_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "graphir", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def graphir_inproc(capsys, *args, cwd):
+    from graphir.cli import main
+
+    capsys.readouterr()
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        code = main([str(a) for a in args])
+    finally:
+        os.chdir(old)
+    out, err = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+
+def snapshot(d):
+    """{relative path: sha256} of every file under ``d`` (temp files included)."""
+    out = {}
+    for root, _, files in os.walk(d):
+        for f in files:
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, d)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def assert_one_line_error(r, *needles, code=2):
+    assert r.returncode == code, (r.returncode, r.stderr)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("graphir: error: "), lines[0]
+    assert "Traceback" not in r.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def _digits_bytes():
+    with open(DIGITS_PB, "rb") as f:
+        return f.read()
+
+
+BAD_MODELS = {
+    # name: (files to create relative to tmp dir, the MODEL argument, words the error must contain)
+    # (random bytes and truncated files import TF; the others fail before that)
+    "missing": ({}, "nope.pb", ["nope.pb", "no such file"]),
+    "empty": ({"empty.pb": b""}, "empty.pb", ["empty.pb", "empty"]),
+    "dir-without-saved-model": ({"sm/variables/x": b"x"}, "sm", ["sm", "saved_model.pb"]),
+    "random-bytes": ({"rand.pb": np.random.default_rng(0).bytes(4096)}, "rand.pb", ["rand.pb", "GraphDef"]),
+    "truncated": ({"trunc.pb": None}, "trunc.pb", ["trunc.pb"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MODELS))
+def test_bad_model_is_one_line_exit_2_no_output(tmp_path, capsys, case):
+    files, model, needles = BAD_MODELS[case]
+    for rel, data in files.items():
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(_digits_bytes()[: len(_digits_bytes()) * 2 // 3] if data is None else data)
+    before = snapshot(tmp_path)
+    if case == "truncated":
+        r = graphir_inproc(capsys, "compile", model, "-o", "out.pb", cwd=tmp_path)
+    else:
+        r = graphir("compile", model, "-o", "out.pb", cwd=tmp_path)
+    assert_one_line_error(r, *needles)
+    assert snapshot(tmp_path) == before  # input unchanged, no output, no temp file left
+
+
+def test_unknown_output_name(tmp_path, capsys):
+    model = tmp_path / "digits.pb"
+    model.write_bytes(_digits_bytes())
+    before = snapshot(tmp_path)
+    r = graphir_inproc(capsys, "compile", model, "-o", tmp_path / "out.pb", "--outputs", "no_such_node", cwd=tmp_path)
+    assert_one_line_error(r, "no_such_node")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--format", "onnx"], "--format"),
+    (["--target", "tpu"], "--target"),
+    (["--precisions", "int8"], "int8"),
+    (["--outputs", "a b"], "--outputs"),
+])
+def test_bad_options_fail_before_loading(tmp_path, args, needle):
+    model = tmp_path / "digits.pb"
+    model.write_bytes(_digits_bytes())
+    before = snapshot(tmp_path)
+    r = graphir("compile", model, "-o", tmp_path / "out.pb", *args, cwd=tmp_path)
+    assert_one_line_error(r, needle)
+    assert snapshot(tmp_path) == before
+
+
+def test_output_over_input_is_refused(tmp_path):
+    model = tmp_path / "digits.pb"
+    model.write_bytes(_digits_bytes())
+    before = snapshot(tmp_path)
+    r = graphir("compile", model, "-o", model, cwd=tmp_path)
+    assert_one_line_error(r, "overwrite")
+    assert snapshot(tmp_path) == before
+
+
+def test_unknown_op_passes_through(tmp_path):
+    from tensorflow.core.framework import graph_pb2, types_pb2
+
+    gd = graph_pb2.GraphDef()
+    x = gd.node.add(name="x", op="Placeholder")
+    x.attr["dtype"].type = types_pb2.DT_FLOAT
+    c = gd.node.add(name="custom", op="MyCustomOp", input=["x"])
+    c.attr["T"].type = types_pb2.DT_FLOAT
+    c.attr["magic"].i = 42
+    gd.node.add(name="y", op="Identity", input=["custom"]).attr["T"].type = types_pb2.DT_FLOAT
+    model = tmp_path / "custom.pb"
+    model.write_bytes(gd.SerializeToString())
+    r = graphir("compile", model, "-o", tmp_path / "out.pb", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    out = graph_pb2.GraphDef.FromString((tmp_path / "out.pb").read_bytes())
+    custom = [n for n in out.node if n.op == "MyCustomOp"]
+    assert len(custom) == 1 and custom[0].attr["magic"].i == 42 and custom[0].attr["T"].type == types_pb2.DT_FLOAT
+    assert list(custom[0].input) == ["x"]
+    assert any(n.op == "Placeholder" and n.name == "x" for n in out.node)
+
+
+def test_dump_is_quiet_and_stable(tmp_path):
+    runs = [graphir("dump", DIGITS_PB, cwd=tmp_path) for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+        assert r.stderr == ""
+    assert runs[0].stdout == runs[1].stdout
+    assert runs[0].stdout.startswith("graph @")
+    assert '"input" = %input' in runs[0].stdout and '"probs" = %probs' in runs[0].stdout
+
+
+def _accuracy_and_probs(graph):
+    from graphir.runtime_check.runner import Runner
+
+    d = np.load(DIGITS_NPZ)
+    (probs,) = Runner(graph)({graph.inputs[0].name: d["x"]})
+    return float(np.mean(np.argmax(probs, -1) == d["y"])), probs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt,name,inproc", [("pb", "o.pb", False), ("pbtxt", "o.pbtxt", True),
+                                             ("saved_model", "o_sm", False), ("gir", "o.gir", True)])
+def test_compile_digits_round_trip(tmp_path, capsys, fmt, name, inproc):
+    import graphir as gi
+
+    before = snapshot(os.path.dirname(DIGITS_PB))
+    args = ("compile", DIGITS_PB, "-o", tmp_path / name, "--format", fmt)
+    r = graphir_inproc(capsys, *args, cwd=tmp_path) if inproc else graphir(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith(f"graphir: wrote {tmp_path / name} (") and r.stderr.count("\n") == 1, r.stderr
+    assert snapshot(os.path.dirname(DIGITS_PB)) == before
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".graphir-")] == []
+    orig = gi.load(DIGITS_PB)
+    out = gi.load(str(tmp_path / name))
+    assert [p.name for p in out.inputs] == ["input"] and [p.name for p in out.outputs] == ["probs"]
+    acc0, p0 = _accuracy_and_probs(orig)
+    acc1, p1 = _accuracy_and_probs(out)
+    assert acc1 == acc0
+    np.testing.assert_allclose(p1, p0, rtol=1e-4, atol=1e-5)
+
+
+def test_verify_refuses_mismatch_and_no_verify_writes(tmp_path, capsys):
+    import tensorflow as tf
+
+    # Unseeded random op: two runs never agree, so --verify must refuse to write the result.
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        tf.identity(x + tf.random.uniform([4]), name="y")
+    model = tmp_path / "rand.pb"
+    model.write_bytes(g.as_graph_def().SerializeToString())
+    before = snapshot(tmp_path)
+    r = graphir_inproc(capsys, "compile", model, "-o", tmp_path / "out.pb", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.splitlines()[-1]
+    assert last.startswith("graphir: error: verification failed") and "'y'" in last and "--no-verify" in last
+    assert "Traceback" not in r.stderr
+    assert snapshot(tmp_path) == before
+    r = graphir_inproc(capsys, "compile", model, "-o", tmp_path / "out.pb", "--no-verify", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out.pb").stat().st_size > 0
+
+
+def test_env_and_usage(capsys):
+    from graphir.cli import main
+
+    assert main(["env"]) == 0
+    out = capsys.readouterr().out
+    assert "tensorflow:" in out and "oneDNN:" in out and "bf16" in out
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["compile"])  # argparse: missing MODEL and -o
+    assert e.value.code == 2
