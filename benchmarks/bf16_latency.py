@@ -1,4 +1,9 @@
-"""bf16 latency: original fp32 vs grappler auto-mixed-precision (oneDNN bf16) vs graphir's bf16 graph.
+"""bf16 latency: original fp32 vs grappler auto-mixed-precision (oneDNN bf16) vs Intel Neural Compressor
+vs graphir's bf16 graph.
+
+INC (neural-compressor 2.6) pins numpy 1.x, so it converts the model in its own venv (``make .venv-inc``,
+via benchmarks/inc_convert.py); its bf16 graph is then timed here, interleaved with the others. Without
+that venv the INC column shows ``-``.
 
 One process, interleaved runs, median of ``--runs`` (>= 7), batch 8, 2 intra-op threads. Also counts the
 Cast ops TF actually executes (RunMetadata partition graphs) and compares graphir's bf16 compile time with
@@ -10,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,6 +55,33 @@ def grappler_optimize_seconds(graph_def, outputs) -> float:
     return time.perf_counter() - t
 
 
+INC_PYTHON = os.path.join(ROOT, ".venv-inc", "bin", "python")
+
+
+def inc_convert(graph_def, inputs, outputs):
+    """(bf16 GraphDef, seconds) from Intel Neural Compressor, or (None, reason) when it is unavailable."""
+    if not os.path.exists(INC_PYTHON):
+        return None, "no .venv-inc (run `make .venv-inc`)"
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = os.path.join(d, "in.pb"), os.path.join(d, "inc.pb")
+        with open(src, "wb") as f:
+            f.write(graph_def.SerializeToString())
+        strip = lambda n: n[:-2] if n.endswith(":0") else n  # noqa: E731
+        cmd = [INC_PYTHON, os.path.join(ROOT, "benchmarks", "inc_convert.py"), src, dst,
+               "--inputs", ",".join(strip(n) for n in inputs), "--outputs", ",".join(strip(n) for n in outputs)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=d)
+        m = re.search(r"inc_seconds=([0-9.]+)", proc.stdout)
+        if proc.returncode != 0 or not m or not os.path.exists(dst):
+            tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            return None, f"INC failed: {tail}"
+        gd = tf.compat.v1.GraphDef()
+        with open(dst, "rb") as f:
+            gd.ParseFromString(f.read())
+        return gd, float(m.group(1))
+
+
 def executed_casts(runner, feeds) -> int:
     _, md = runner.run_with_metadata(feeds)
     return sum(1 for pg in md.partition_graphs for n in pg.node if "Cast" in n.op)
@@ -75,6 +110,7 @@ def bench(name, runs: int, batch: int, threads: int) -> dict:
     compile_s = time.perf_counter() - t
     rep = om.report
     grappler_s = grappler_optimize_seconds(gd, outputs)
+    inc_gd, inc_s = inc_convert(gd, [p.value.name for p in g.inputs], outputs)
 
     feeds = random_inputs(g, dim=batch)
     runners = {
@@ -82,6 +118,8 @@ def bench(name, runs: int, batch: int, threads: int) -> dict:
         "grappler-amp": Runner(g, intra_op_threads=threads, rewriter_config=amp_rewriter_config()),
         "graphir": Runner(om.ir, intra_op_threads=threads),
     }
+    if inc_gd is not None:
+        runners["inc"] = Runner(inc_gd, [p.value.name for p in g.inputs], outputs, intra_op_threads=threads)
     for r in runners.values():   # warm-up: graph optimization, oneDNN primitive creation
         r(feeds)
         r(feeds)
@@ -98,23 +136,26 @@ def bench(name, runs: int, batch: int, threads: int) -> dict:
     for r in runners.values():
         r.close()
     return {"model": name, "ms": med, "rounds": len(times["fp32"]), "casts": casts, "compile_s": compile_s,
-            "amp_pass_s": rep.get("bf16_seconds"), "grappler_s": grappler_s,
+            "amp_pass_s": rep.get("bf16_seconds"), "grappler_s": grappler_s, "inc_s": inc_s,
             "bf16_nodes": rep.get("bf16_nodes", 0), "measured": rep.get("bf16_measured_speedup"),
             "warnings": rep.get("warnings", [])}
 
 
 def table(rows) -> str:
-    head = ("| model (rounds) | fp32 ms | grappler-AMP ms (x) | graphir ms (x) | casts grappler / graphir | "
-            "bf16 pass s (full compile s) | grappler OptimizeGraph s |")
-    out = [head, "|" + "---|" * 7]
+    head = ("| model (rounds) | fp32 ms | grappler-AMP ms (x) | INC ms (x) | graphir ms (x) | "
+            "casts grappler / INC / graphir | bf16 pass s (full compile s) | grappler OptimizeGraph s | INC s |")
+    out = [head, "|" + "---|" * 9]
     for r in rows:
         ms, c = r["ms"], r["casts"]
         f = ms["fp32"]
         amp_s = f"{r['amp_pass_s']:.2f}" if r["amp_pass_s"] is not None else "-"
+        inc_ms = f"{ms['inc']:.2f} ({f / ms['inc']:.2f}x)" if "inc" in ms else "-"
+        inc_s = f"{r['inc_s']:.2f}" if isinstance(r["inc_s"], float) else "-"
         out.append(f"| {r['model']} ({r['rounds']}) | {f:.2f} | "
-                   f"{ms['grappler-amp']:.2f} ({f / ms['grappler-amp']:.2f}x) | "
-                   f"{ms['graphir']:.2f} ({f / ms['graphir']:.2f}x) | {c['grappler-amp']} / {c['graphir']} | "
-                   f"{amp_s} ({r['compile_s']:.2f}) | {r['grappler_s']:.2f} |")
+                   f"{ms['grappler-amp']:.2f} ({f / ms['grappler-amp']:.2f}x) | {inc_ms} | "
+                   f"{ms['graphir']:.2f} ({f / ms['graphir']:.2f}x) | "
+                   f"{c['grappler-amp']} / {c.get('inc', '-')} / {c['graphir']} | "
+                   f"{amp_s} ({r['compile_s']:.2f}) | {r['grappler_s']:.2f} | {inc_s} |")
     return "\n".join(out)
 
 
@@ -136,6 +177,8 @@ def main(argv=None):
         r = bench(name.strip(), a.runs, a.batch, a.threads)
         for w in r["warnings"]:
             print(f"{name}: warning: {w}", file=sys.stderr)
+        if not isinstance(r["inc_s"], float):
+            print(f"{name}: INC skipped: {r['inc_s']}", file=sys.stderr)
         rows.append(r)
         print(f"{name}: done ({r['bf16_nodes']} bf16 nodes, measured speedup {r['measured']})",
               file=sys.stderr, flush=True)
