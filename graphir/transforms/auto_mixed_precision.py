@@ -168,7 +168,7 @@ class AutoMixedPrecision(Pass):
 
     Options: ``fp32_ops``/``bf16_ops`` (op types or node names), ``min_region_flops`` and
     ``flops_per_cast_byte`` (the cost model for keeping small regions fp32), ``measure`` (time fp32 vs
-    bf16 on random inputs and keep fp32 unless bf16 is faster). A node name in one list beats its op type
+    bf16 on random inputs and keep fp32 unless bf16 is ``min_measured_speedup`` times faster). A node name in one list beats its op type
     in the other. Statistics and explanations go to ``graph.meta["precision_report"]``, which
     ``compile`` merges into its report."""
 
@@ -178,6 +178,7 @@ class AutoMixedPrecision(Pass):
     min_region_flops: int = 10_000_000
     flops_per_cast_byte: float = 16.0
     measure: bool = False
+    min_measured_speedup: float = MIN_MEASURED_SPEEDUP
 
     def run(self, graph: Graph) -> PassResult:
         report = graph.meta.setdefault("precision_report", {})
@@ -195,7 +196,7 @@ class AutoMixedPrecision(Pass):
             trial = graph.copy()
             self._apply(trial, bf16_nodes)
             measured = measure_speedup(graph, trial)
-            if measured is not None and measured < MIN_MEASURED_SPEEDUP:
+            if measured is not None and measured < self.min_measured_speedup:
                 for name in bf16_nodes:
                     reasons[name] = R_PROFIT
                 regions.append({"nodes": sorted(bf16_nodes), "reason": f"measured bf16/fp32 speedup "

@@ -239,17 +239,30 @@ def test_op_without_bf16_kernel_stays_fp32():
     np.testing.assert_allclose(Runner(out)(feeds)[0], Runner(g)(feeds)[0], rtol=5e-2, atol=5e-2)
 
 
-def test_measured_check_falls_back_when_bf16_is_slower():
-    # Forced bf16 elementwise ops interleaved with fp32-only ones: every op pays two casts, nothing gains.
-    def fn(x):
-        h = x
-        for _ in range(8):
-            h = tf.exp(tf.tanh(h) * 0.1)
-        return [h]
-    g = build(fn, [(256, 256)])
+def _elementwise_chain(x):
+    h = x
+    for _ in range(8):
+        h = tf.exp(tf.tanh(h) * 0.1)
+    return [h]
+
+
+def test_measured_check_falls_back_when_bf16_is_not_fast_enough():
+    # Forced bf16 elementwise ops interleaved with fp32-only ones: every op pays two casts. The timing is
+    # real, but the verdict must not depend on machine noise, so the bar is set out of reach.
+    g = build(_elementwise_chain, [(256, 256)])
     out = g.copy()
-    AutoMixedPrecision(bf16_ops=["Tanh", "Mul"], measure=True).run(out)
+    AutoMixedPrecision(bf16_ops=["Tanh", "Mul"], measure=True, min_measured_speedup=1e9).run(out)
     rep = out.meta["precision_report"]
-    assert rep["bf16_measured_speedup"] is not None and rep["bf16_measured_speedup"] < 1.02, rep["bf16_measured_speedup"]
+    assert rep["bf16_measured_speedup"] is not None and rep["bf16_measured_speedup"] > 0
     assert n_casts(out) == 0 and any("not profitable" in x for x in rep["warnings"])
     assert all(r == "not profitable" for _, op, r in rep["precision_explain"] if op == "Tanh")
+
+
+def test_measured_check_keeps_bf16_when_fast_enough():
+    g = build(_elementwise_chain, [(256, 256)])
+    out = g.copy()
+    AutoMixedPrecision(bf16_ops=["Tanh", "Mul"], measure=True, min_measured_speedup=0.0).run(out)
+    rep = out.meta["precision_report"]
+    assert rep["bf16_measured_speedup"] is not None
+    assert n_casts(out) > 0 and not any("not profitable" in x for x in rep.get("warnings", []))
+    assert out.node("Tanh").attrs["T"] is bf16
