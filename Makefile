@@ -8,7 +8,10 @@ PYTEST_WORKERS ?= 1
 XDIST := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS))
 PYTEST_ARGS ?=
 
-.PHONY: all demo test test-fast bench clean
+# Intel Neural Compressor, a rival in benchmarks/bf16_latency.py, pins numpy 1.x: it gets its own venv.
+VENV_INC ?= .venv-inc
+
+.PHONY: all demo test test-fast bench bench-compile bench-bf16 clean
 
 all: test
 
@@ -27,10 +30,20 @@ test: $(VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q $(XDIST) -m "not slow" $(PYTEST_ARGS) tests
 
-bench: $(VENV)/.installed
-	@set -e; for s in benchmarks/*.py; do \
-	  [ -e "$$s" ] || continue; echo "== $$s"; $(PY) "$$s"; done
+$(VENV_INC)/.installed:
+	@test -x $(VENV_INC)/bin/python || $(PYTHON_BOOT) -m venv $(VENV_INC)
+	$(VENV_INC)/bin/python -m pip install -q --upgrade pip
+	$(VENV_INC)/bin/python -m pip install -q 'neural-compressor==2.6' 'numpy<2' tensorflow-cpu
+	@touch $@
+
+bench: bench-compile bench-bf16
+
+bench-compile: $(VENV)/.installed
+	$(PY) benchmarks/compile_speed.py
+
+bench-bf16: $(VENV)/.installed $(VENV_INC)/.installed
+	$(PY) benchmarks/bf16_latency.py --runs 11
 
 clean:
-	rm -rf out build dist *.egg-info .pytest_cache .graphir-cache
+	rm -rf out build dist graphir_workspace nc_workspace *.egg-info .pytest_cache .graphir-cache
 	find graphir tests examples benchmarks -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true

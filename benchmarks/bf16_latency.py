@@ -1,7 +1,7 @@
 """bf16 latency: original fp32 vs grappler auto-mixed-precision (oneDNN bf16) vs Intel Neural Compressor
 vs graphir's bf16 graph.
 
-INC (neural-compressor 2.6) pins numpy 1.x, so it converts the model in its own venv (``make .venv-inc``,
+INC (neural-compressor 2.6) pins numpy 1.x, so it converts the model in its own venv (``make bench-bf16`` builds it,
 via benchmarks/inc_convert.py); its bf16 graph is then timed here, interleaved with the others. Without
 that venv the INC column shows ``-``.
 
@@ -61,7 +61,7 @@ INC_PYTHON = os.path.join(ROOT, ".venv-inc", "bin", "python")
 def inc_convert(graph_def, inputs, outputs):
     """(bf16 GraphDef, seconds) from Intel Neural Compressor, or (None, reason) when it is unavailable."""
     if not os.path.exists(INC_PYTHON):
-        return None, "no .venv-inc (run `make .venv-inc`)"
+        return None, "no .venv-inc (`make bench-bf16` builds it)"
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as d:

@@ -7,8 +7,6 @@ the traceback). Arguments are validated before TensorFlow is imported, so typos 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
 import os
 import re
 import sys
@@ -70,26 +68,14 @@ def _tf():
 
 # ---------------------------------------------------------------------------------------------- compile
 def _compile_kwargs(a) -> dict:
-    """Keyword arguments for graphir.compile(); options it does not know are a clear error."""
-    from . import compiler
-
-    kw = dict(precisions=a.precisions, passes=a.passes, target=a.target)
-    extra = {
-        "config": a.config, "fp32_ops": a.fp32_ops, "bf16_ops": a.bf16_ops, "dump_dir": a.dump_dir,
-        "print_ir_after_all": a.print_ir_after_all or None, "print_ir_after": a.print_ir_after or None,
-        "workers": a.workers,
-    }
-    known = set(inspect.signature(compiler.compile).parameters) | {f.name for f in
-                                                                   dataclasses.fields(compiler.CompileOptions)}
-    if a.config is not None:
-        known.add("workers")  # the accuracy-driven flow (graphir.lpot) takes it
-    for k, v in extra.items():
-        if v is None:
-            continue
-        if k not in known:
-            hint = " without --config" if k == "workers" else " by this version of graphir"
-            raise ConfigError(f"--{k.replace('_', '-')} is not supported{hint}")
-        kw[k] = v
+    """Keyword arguments for graphir.compile() from the parsed command line."""
+    kw = dict(precisions=a.precisions, passes=a.passes, target=a.target, config=a.config, fp32_ops=a.fp32_ops,
+              bf16_ops=a.bf16_ops, dump_dir=a.dump_dir, print_ir_after_all=a.print_ir_after_all,
+              print_ir_after=a.print_ir_after or [])
+    if a.workers is not None:
+        if a.config is None:
+            raise ConfigError("--workers only applies to accuracy-driven tuning; use it with --config")
+        kw["workers"] = a.workers
     return kw
 
 
@@ -129,7 +115,8 @@ def cmd_compile(a) -> int:
     elif a.verify:
         from .runtime_check.check import check_graphs
 
-        rtol, atol = BF16_TOL if "bf16" in precisions else FP32_TOL
+        # The effective precisions: a YAML config or the target may have changed what was asked for.
+        rtol, atol = BF16_TOL if "bf16" in result.report.get("precisions", precisions) else FP32_TOL
         rtol = a.rtol if a.rtol is not None else rtol
         atol = a.atol if a.atol is not None else atol
         rep = check_graphs(original, result.ir, rtol=rtol, atol=atol, samples=1, dim=a.dim)
@@ -142,6 +129,10 @@ def cmd_compile(a) -> int:
         from .transforms.pass_manager import stats_table
 
         sys.stdout.write(stats_table(result.report["passes"]))
+    if result.report.get("precision_stats"):
+        from .transforms.auto_mixed_precision import format_precision_stats
+
+        sys.stdout.write(format_precision_stats(result.report) + "\n")
     if a.explain:
         from .transforms.auto_mixed_precision import format_explain
 
