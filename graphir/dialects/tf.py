@@ -97,8 +97,44 @@ def _provider(op_type: str) -> Optional[OpInfo]:
     )
 
 
+@lru_cache(maxsize=None)
+def _type_attr_names(op_type: str) -> Optional[tuple[str, ...]]:
+    """The attrs that decide an op's input dtypes (None for ops TF does not know)."""
+    od = _op_def(op_type)
+    if od is None:
+        return None
+    names = []
+    for arg in od.input_arg:
+        names += [a for a in (arg.number_attr, arg.type_list_attr, "" if arg.type else arg.type_attr) if a]
+    return tuple(dict.fromkeys(names))
+
+
+_MISSING = object()
+_expected_cache: dict = {}
+
+
 def expected_input_dtypes(node) -> Optional[list[DType]]:
     """Input dtypes that TF's op definition requires, given the node's attrs (None if unknown)."""
+    # The verifier asks this for every node after every pass: memoise on the attrs that decide it.
+    names = _type_attr_names(node.op_type)
+    if names is None:
+        return None
+    attrs = node.attrs
+    key = [node.op_type]
+    for a in names:
+        v = attrs.get(a, _MISSING)
+        key.append(tuple(v) if isinstance(v, list) else v)
+    try:
+        key = tuple(key)
+        out = _expected_cache.get(key, _MISSING)
+    except TypeError:  # an unhashable attr value: compute uncached
+        return _expected_input_dtypes(node)
+    if out is _MISSING:
+        out = _expected_cache[key] = _expected_input_dtypes(node)
+    return None if out is None else list(out)
+
+
+def _expected_input_dtypes(node) -> Optional[list[DType]]:
     od = _op_def(node.op_type)
     if od is None:
         return None

@@ -205,18 +205,59 @@ def _typing_graph_def(gd, unknown: set):
 
 
 def _import(gd, label: str):
-    """Import into a fresh tf.Graph; returns (tf.Graph, names of unregistered ops)."""
+    """Import into a fresh tf.Graph for TF's shape inference.
+
+    Returns (``name -> [(dtype enum, dims or None)]`` per output, names of unregistered ops)."""
     import tensorflow as tf
 
     lib = {f.signature.name for f in gd.library.function}
     unknown = {nd.name for nd in gd.node if nd.op not in lib and _op_def(nd.op) is None}
+    tgd = _typing_graph_def(gd, unknown)
     g = tf.Graph()
     try:
+        try:
+            return _import_types(g, tgd), unknown
+        except (AttributeError, ImportError, TypeError):  # TF's private API moved: take the public path
+            g = tf.Graph()
         with g.as_default():
-            tf.graph_util.import_graph_def(_typing_graph_def(gd, unknown), name="")
+            tf.graph_util.import_graph_def(tgd, name="")
     except Exception as e:  # TF raises ValueError / InvalidArgumentError / TypeError with long texts
         raise ModelLoadError(f"{label}: invalid GraphDef: {_one_line(e)}") from None
-    return g, unknown
+    types = {}
+    for op in g.get_operations():
+        types[op.name] = [(t.dtype.as_datatype_enum, None if t.shape.rank is None else t.shape.as_list())
+                          for t in op.outputs]
+    return types, unknown
+
+
+def _import_types(g, gd) -> dict:
+    """The C-level half of ``tf.graph_util.import_graph_def`` (the same TF_GraphImportGraphDef call and
+    shape inference), reading each output's dtype and shape off bare Operation wrappers. The public call
+    also registers every op with the Python graph and resolves devices and colocation, which costs several
+    times the import itself and is of no use here."""
+    from tensorflow.python.client import pywrap_tf_session as c_api
+    from tensorflow.python.framework import c_api_util, ops
+
+    opts = c_api_util.ScopedTFImportGraphDefOptions()
+    c_api.TF_ImportGraphDefOptionsSetPrefix(opts.options, "")
+    buf = c_api.TF_NewBufferFromString(gd.SerializeToString())
+    try:
+        with g._c_graph.get() as c_graph:
+            results = c_api.TF_GraphImportGraphDefWithResults(c_graph, buf, opts.options)
+        c_api_util.ScopedTFImportGraphDefResults(results)
+    finally:
+        c_api.TF_DeleteBuffer(buf)
+    types = {}
+    for c_op in g.new_operations():
+        op = ops.Operation(c_op, ops.SymbolicTensor)
+        op.graph = g
+        op._init_outputs()
+        out = []
+        for t in op.outputs:
+            dims, unknown_rank = t._shape
+            out.append((t._dtype.as_datatype_enum, None if unknown_rank else list(dims)))
+        types[op.name] = out
+    return types
 
 
 def _one_line(e: Exception) -> str:
@@ -227,11 +268,11 @@ def _one_line(e: Exception) -> str:
 
 # ---------------------------------------------------------------------------------------- GraphDef -> IR
 def _tensor_type(t, cache: dict) -> TensorType:
-    dt = cache.get(t.dtype)
+    enum, dims = t
+    dt = cache.get(enum)
     if dt is None:
-        dt = cache[t.dtype] = dtype_from_tf(t.dtype.as_datatype_enum)
-    s = t.shape
-    return TensorType(dt, Shape(None) if s.rank is None else Shape(s.as_list()))
+        dt = cache[enum] = dtype_from_tf(enum)
+    return TensorType(dt, Shape(dims))
 
 
 # NodeDef fields that are not attrs, kept (serialized) in Node.meta so a round trip loses nothing.
@@ -242,12 +283,12 @@ def from_graph_def(graph_def, inputs=None, outputs=None, name: str = "main", sig
                    *, label: str = "GraphDef") -> Graph:
     """Build the IR of ``graph_def``. ``inputs``/``outputs`` override the detected signature (tensor or
     port names); ``signature_names`` maps tensor names to port names for the detected/given ports."""
-    tfg, unknown = _import(graph_def, label)
+    tf_types, unknown = _import(graph_def, label)
     graph = Graph(name)
     dcache: dict = {}
     pending = []
     for nd in graph_def.node:
-        types = [_tensor_type(t, dcache) for t in tfg.get_operation_by_name(nd.name).outputs]
+        types = [_tensor_type(t, dcache) for t in tf_types[nd.name]]
         attrs = {k: convert_attr(v) for k, v in nd.attr.items()}
         # Inputs are wired in a second sweep: GraphDefs need not be in topological order.
         node = graph.add_node(nd.op, (), attrs, types, name=nd.name, device=nd.device, unique=False)

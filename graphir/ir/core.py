@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
@@ -19,6 +18,7 @@ from .registry import op_info as _op_info
 from .types import Shape, Tensor, TensorType
 
 CTRL = "^"
+_EMPTY: dict = {}
 
 
 class IRError(Exception):
@@ -129,6 +129,9 @@ class Graph:
         self.attrs: dict[str, Any] = {}
         self.meta: dict[str, Any] = {}
         self._name_counter = itertools.count()
+        # The last insertion-order topological order, dropped by every structural mutation below: the
+        # verifier computes one after each pass, and the next pass usually starts by asking for it again.
+        self._order: Optional[list[Node]] = None
 
     # ------------------------------------------------------------------ lookup
     def __len__(self) -> int:
@@ -180,25 +183,25 @@ class Graph:
     # ------------------------------------------------------------------ uses
     def uses(self, value: Value) -> list[tuple[Node, int]]:
         """(consumer, input slot) pairs reading ``value``, in consumer insertion order."""
+        # The raw adjacency dicts: networkx's edge views cost several times the loop itself.
         out = []
-        nodes = self.nx.nodes
-        for _, dst, key, src_idx in self.nx.out_edges(value.node.name, keys=True, data="out"):
-            if key != CTRL and src_idx == value.index:
-                out.append((nodes[dst]["obj"], key))
+        nodes = self.nx._node
+        idx = value.index
+        for dst, keyed in self.nx._succ.get(value.node.name, _EMPTY).items():
+            for key, data in keyed.items():
+                if key != CTRL and data.get("out") == idx:
+                    out.append((nodes[dst]["obj"], key))
         return out
 
     def users(self, node: Node) -> list[Node]:
         """Distinct nodes that read any data output of ``node``."""
-        seen = {}
-        nodes = self.nx.nodes
-        for _, dst, key in self.nx.out_edges(node.name, keys=True):
-            if key != CTRL:
-                seen.setdefault(dst, nodes[dst]["obj"])
-        return list(seen.values())
+        nodes = self.nx._node
+        return [nodes[dst]["obj"] for dst, keyed in self.nx._succ.get(node.name, _EMPTY).items()
+                if len(keyed) > (CTRL in keyed)]
 
     def control_users(self, node: Node) -> list[Node]:
-        nodes = self.nx.nodes
-        return [nodes[dst]["obj"] for _, dst, key in self.nx.out_edges(node.name, keys=True) if key == CTRL]
+        nodes = self.nx._node
+        return [nodes[dst]["obj"] for dst, keyed in self.nx._succ.get(node.name, _EMPTY).items() if CTRL in keyed]
 
     def has_uses(self, value: Value) -> bool:
         return bool(self.uses(value)) or self.is_output(value)
@@ -231,6 +234,7 @@ class Graph:
             raise IRError(f"duplicate node name {name!r}")
         node = Node(name, op_type, domain, attrs, device, output_types)
         node.graph = self
+        self._order = None
         self.nx.add_node(name, obj=node)
         for v in inputs:
             self._check_owned(v)
@@ -246,12 +250,14 @@ class Graph:
 
     def set_input(self, node: Node, slot: int, value: Value) -> None:
         self._check_owned(value)
+        self._order = None
         old = node._inputs[slot]
         self.nx.remove_edge(old.node.name, node.name, key=slot)
         node._inputs[slot] = value
         self.nx.add_edge(value.node.name, node.name, key=slot, out=value.index)
 
     def set_inputs(self, node: Node, values: Sequence[Value]) -> None:
+        self._order = None
         for i, old in enumerate(node._inputs):
             self.nx.remove_edge(old.node.name, node.name, key=i)
         node._inputs = []
@@ -265,10 +271,12 @@ class Graph:
             raise IRError(f"control input {src.name!r} does not belong to this graph")
         if src in node._controls:
             return
+        self._order = None
         node._controls.append(src)
         self.nx.add_edge(src.name, node.name, key=CTRL)
 
     def remove_control_input(self, node: Node, src: Node) -> None:
+        self._order = None
         node._controls.remove(src)
         self.nx.remove_edge(src.name, node.name, key=CTRL)
 
@@ -325,6 +333,7 @@ class Graph:
         else:
             for u in cusers:
                 self.remove_control_input(u, node)
+        self._order = None
         self.nx.remove_node(node.name)
         node.graph = None
 
@@ -343,6 +352,7 @@ class Graph:
             for u in self.control_users(n):
                 if u.name not in doomed:
                     u._controls.remove(n)
+        self._order = None
         self.nx.remove_nodes_from(doomed)
         for n in nodes:
             n.graph = None
@@ -365,6 +375,7 @@ class Graph:
         if new_name in self.nx:
             raise IRError(f"duplicate node name {new_name!r}")
         # O(degree); nx.relabel_nodes scans every node of the graph.
+        self._order = None
         G, old = self.nx, node.name
         G.add_node(new_name, **G.nodes[old])
         G.add_edges_from([(new_name, v, k, d) for _, v, k, d in G.out_edges(old, keys=True, data=True)])
@@ -388,7 +399,7 @@ class Graph:
 
         ``by_name=False`` is faster: ties follow insertion order (still deterministic for a given graph)."""
         if not by_name:
-            return self._kahn_order()
+            return self._kahn_order(cached=True)
         view = self.acyclic_view()
         nodes = self.nx.nodes
         try:
@@ -397,34 +408,43 @@ class Graph:
             cycle = nx.find_cycle(view)
             raise IRError(f"graph has a cycle through {cycle[0][0]!r}") from None
 
-    def _kahn_order(self) -> list[Node]:
+    def _kahn_order(self, *, cached: bool = False) -> list[Node]:
         # Kahn's algorithm on the raw adjacency dicts: nx.topological_sort computes in-degrees through
-        # MultiDiGraph views, which is several times slower on 100k-node graphs.
+        # MultiDiGraph views, which is several times slower on 100k-node graphs. ``cached`` reuses the
+        # last order if no mutation happened since (the verifier always recomputes).
+        if cached and self._order is not None:
+            return list(self._order)
         G = self.nx
         succ, pred, nodes = G._succ, G._pred, G._node
         indeg = {n: len(p) for n, p in pred.items()}
         back = set()
         for n, d in nodes.items():
-            if d["obj"].info.loop_merge:
+            o = d["obj"]
+            if _op_info(o.domain, o.op_type).loop_merge:
                 for u in pred[n]:
-                    if nodes[u]["obj"].info.loop_next:
+                    o = nodes[u]["obj"]
+                    if _op_info(o.domain, o.op_type).loop_next:
                         back.add((u, n))
                         indeg[n] -= 1
-        ready = deque(n for n, k in indeg.items() if k == 0)
-        order = []
-        while ready:
-            n = ready.popleft()
-            order.append(nodes[n]["obj"])
+        # FIFO over a list that grows as nodes become ready (cheaper than a deque).
+        ready = [n for n, k in indeg.items() if k == 0]
+        i = 0
+        while i < len(ready):
+            n = ready[i]
+            i += 1
             for v in succ[n]:
                 if back and (n, v) in back:
                     continue
-                indeg[v] -= 1
-                if indeg[v] == 0:
+                k = indeg[v] - 1
+                indeg[v] = k
+                if k == 0:
                     ready.append(v)
-        if len(order) != len(nodes):
+        if len(ready) != len(nodes):
             cycle = nx.find_cycle(self.acyclic_view())
             raise IRError(f"graph has a cycle through {cycle[0][0]!r}")
-        return order
+        order = [nodes[n]["obj"] for n in ready]
+        self._order = order
+        return list(order)
 
     def ancestors(self, roots: Iterable[Node], *, control: bool = True) -> set[str]:
         """Names of ``roots`` and every node they (transitively) depend on."""
@@ -454,18 +474,31 @@ class Graph:
         g = Graph(self.name)
         g.attrs = dict(self.attrs)
         g.meta = dict(self.meta)
-        for n in self.nodes():
-            m = Node(n.name, n.op_type, n.domain, dict(n.attrs), n.device, [v.type for v in n.outputs])
+        old = self.nx._node
+        new: dict[str, Node] = {}
+        for name, d in old.items():
+            n = d["obj"]
+            m = Node(name, n.op_type, n.domain, n.attrs, n.device, [v.type for v in n.outputs])
             m.meta = dict(n.meta)
             m.graph = g
-            g.nx.add_node(n.name, obj=m)
-        for n in self.nodes():
-            m = g.node(n.name)
-            m._inputs = [g.node(v.node.name).outputs[v.index] for v in n._inputs]
-            m._controls = [g.node(c.name) for c in n._controls]
-        g.nx.add_edges_from(self.nx.edges(keys=True, data=True))
-        g.inputs = [Port(p.name, g.node(p.value.node.name).outputs[p.value.index]) for p in self.inputs]
-        g.outputs = [Port(p.name, g.node(p.value.node.name).outputs[p.value.index]) for p in self.outputs]
+            new[name] = m
+        for name, m in new.items():
+            n = old[name]["obj"]
+            m._inputs = [new[v.node.name].outputs[v.index] for v in n._inputs]
+            m._controls = [new[c.name] for c in n._controls]
+        # Fill the edge store's adjacency dicts directly (as networkx's own add_edges_from would, in the
+        # same order); per-edge add_edges_from dominates the copy of a large graph otherwise.
+        G = g.nx
+        G.add_nodes_from((name, {"obj": m}) for name, m in new.items())
+        succ, pred = G._succ, G._pred
+        for u, nbrs in self.nx._succ.items():
+            su = succ[u]
+            for v, keyed in nbrs.items():
+                kd = {k: dict(d) for k, d in keyed.items()}
+                su[v] = kd
+                pred[v][u] = kd
+        g.inputs = [Port(p.name, new[p.value.node.name].outputs[p.value.index]) for p in self.inputs]
+        g.outputs = [Port(p.name, new[p.value.node.name].outputs[p.value.index]) for p in self.outputs]
         return g
 
     def op_histogram(self) -> dict[str, int]:

@@ -26,43 +26,57 @@ def verify(graph: Graph, *, types: bool = True) -> None:
     errors: list[str] = []
     G = graph.nx
     table = G._node  # raw dicts: NodeView lookups cost more than the checks themselves
-    for name, node in G.nodes(data="obj"):
+    pred = G._pred
+    for name, data in table.items():
+        node = data.get("obj")
         if node is None or node.name != name or node.graph is not graph:
             errors.append(f"node {name!r}: registry entry does not match the node object")
             continue
-        want = {}
-        for slot, v in enumerate(node._inputs):
-            src = table.get(v.node.name)
-            if src is None or src["obj"] is not v.node:
+        inputs = node._inputs
+        edges = pred[name]
+        # Every input must be a live output with a matching ``slot -> out`` edge, and no other data edge
+        # may exist: the edge store and the ordered inputs are in step exactly when both hold.
+        resolved, in_step = True, True
+        for slot, v in enumerate(inputs):
+            src_node = v.node
+            src = table.get(src_node.name)
+            if src is None or src["obj"] is not src_node:
                 errors.append(f"node {name!r}: input {slot} reads {v.name!r}, which is not in the graph")
+                resolved = False
                 continue
-            if v.index >= len(v.node.outputs) or v.node.outputs[v.index] is not v:
+            outs = src_node.outputs
+            if v.index >= len(outs) or outs[v.index] is not v:
                 errors.append(f"node {name!r}: input {slot} reads missing output {v.name!r}")
+                resolved = False
                 continue
-            want[slot] = (v.node.name, v.index)
+            keyed = edges.get(src_node.name)
+            e = None if keyed is None else keyed.get(slot)
+            if e is None or e.get("out") != v.index:
+                in_step = False
         for c in node._controls:
             src = table.get(c.name)
             if src is None or src["obj"] is not c:
                 errors.append(f"node {name!r}: control input {c.name!r} is not in the graph")
-        have = {}
-        for u, keyed in G._pred[name].items():  # the raw adjacency: in_edges() views cost more than the check
-            for key, data in keyed.items():
-                if key != CTRL:
-                    have[key] = (u, data.get("out"))
-        if have != want and len(want) == len(node._inputs):
-            errors.append(f"node {name!r}: edge store out of step with its inputs")
+        if resolved:
+            n_data = 0
+            for keyed in edges.values():
+                n_data += len(keyed) - (CTRL in keyed)
+            if not in_step or n_data != len(inputs):
+                errors.append(f"node {name!r}: edge store out of step with its inputs")
         if types:
             exp = expected_input_dtypes(node)
             if exp is not None:
-                if len(exp) != len(node._inputs):
+                if len(exp) != len(inputs):
                     errors.append(
-                        f"node {name!r} ({node.qualified_op}): expects {len(exp)} inputs, has {len(node._inputs)}")
+                        f"node {name!r} ({node.qualified_op}): expects {len(exp)} inputs, has {len(inputs)}")
                 else:
-                    for slot, (e, v) in enumerate(zip(exp, node._inputs)):
-                        if not _compatible(e, v.type.dtype):
+                    for slot, e in enumerate(exp):
+                        v = inputs[slot]
+                        actual = v.type.dtype
+                        if e is not actual and not _compatible(e, actual):
                             errors.append(
                                 f"node {name!r} ({node.qualified_op}): input {slot} ({v.name}) is "
-                                f"{v.type.dtype.name}, expected {e.name}")
+                                f"{actual.name}, expected {e.name}")
     for kind, ports in (("input", graph.inputs), ("output", graph.outputs)):
         for p in ports:
             n = G.nodes.get(p.value.node.name)
@@ -70,7 +84,7 @@ def verify(graph: Graph, *, types: bool = True) -> None:
                 errors.append(f"graph {kind} {p.name!r}: node {p.value.node.name!r} is not in the graph")
     if not errors:
         try:
-            graph.topo_order(by_name=False)  # the fast acyclicity check
+            graph._kahn_order()  # the fast acyclicity check, always recomputed
             acyclic = True
         except IRError:
             acyclic = False
