@@ -50,14 +50,20 @@ def check_model_path(path: str) -> None:
         raise ModelLoadError(f"{path}: not readable")
 
 
-def check_output_path(out: str, model: str) -> None:
+def check_output_path(out: str, model: str, fmt: Optional[str] = None) -> None:
     parent = os.path.dirname(os.path.abspath(out)) or "."
     if not os.path.isdir(parent):
         raise GraphirError(f"{out}: parent directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise GraphirError(f"{out}: directory {parent} is not writable")
     if os.path.exists(out) and os.path.samefile(out, model):
         raise GraphirError(f"{out}: output would overwrite the input model")
     if os.path.isdir(out) and not os.path.isfile(os.path.join(out, "saved_model.pb")) and os.listdir(out):
         raise GraphirError(f"{out}: is a non-empty directory that is not a SavedModel; refusing to replace it")
+    if fmt is not None and os.path.exists(out) and os.path.isdir(out) != (fmt == "saved_model"):
+        what = "a directory" if os.path.isdir(out) else "a file"
+        kind = "a SavedModel directory" if fmt == "saved_model" else f"a {fmt} file"
+        raise GraphirError(f"{out}: is {what}; refusing to replace it with {kind}")
 
 
 def _tf():
@@ -69,7 +75,11 @@ def _tf():
 # ---------------------------------------------------------------------------------------------- compile
 def _compile_kwargs(a) -> dict:
     """Keyword arguments for graphir.compile() from the parsed command line."""
-    kw = dict(precisions=a.precisions, passes=a.passes, target=a.target, config=a.config, fp32_ops=a.fp32_ops,
+    # Given on the command line, --precisions beats a YAML config's (a list marks it explicit, see lpot).
+    from .compiler import parse_precisions
+
+    prec = "fp32" if a.precisions is None else parse_precisions(a.precisions)
+    kw = dict(precisions=prec, passes=a.passes, target=a.target, config=a.config, fp32_ops=a.fp32_ops,
               bf16_ops=a.bf16_ops, dump_dir=a.dump_dir, print_ir_after_all=a.print_ir_after_all,
               print_ir_after=a.print_ir_after or [])
     if a.workers is not None:
@@ -90,7 +100,10 @@ def cmd_compile(a) -> int:
         raise ConfigError(f"unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if a.target not in compiler.TARGETS:
         raise ConfigError(f"unknown --target {a.target!r}; expected one of {', '.join(compiler.TARGETS)}")
-    precisions = compiler.parse_precisions(a.precisions)
+    try:
+        precisions = compiler.parse_precisions(a.precisions or "fp32")
+    except ConfigError as e:
+        raise ConfigError("--precisions: " + str(e).split(": ", 1)[-1]) from None  # not "precisions[0]"
     inputs, outputs = _names(a.inputs, "--inputs"), _names(a.outputs, "--outputs")
     for flag in ("fp32_ops", "bf16_ops"):
         if getattr(a, flag) is not None:
@@ -99,13 +112,20 @@ def cmd_compile(a) -> int:
         raise ConfigError(f"{a.config}: no such config file")
     if a.workers is not None and a.workers < 1:
         raise ConfigError("--workers must be >= 1")
-    check_output_path(a.output, a.model)
+    if a.dim < 1:
+        raise ConfigError("--dim must be >= 1")
+    if (a.rtol is not None and a.rtol < 0) or (a.atol is not None and a.atol < 0):
+        raise ConfigError("--rtol and --atol must be >= 0")
+    check_output_path(a.output, a.model, fmt)
     kw = _compile_kwargs(a)
 
     _tf()
     import graphir
 
     original = graphir.load(a.model, inputs, outputs)
+    from .runtime_check.check import require_runnable
+
+    require_runnable(original, a.model)
     result = graphir.compile(original, **kw)
     unknown = original.meta.get("tf.unknown_ops")
     if a.verify and unknown:
@@ -141,6 +161,9 @@ def cmd_compile(a) -> int:
     for w in result.report.get("warnings", []):
         print(f"graphir: warning: {_one_line(w)}", file=sys.stderr)
     prec = ",".join(result.report.get("precisions", precisions))
+    st = result.report.get("precision_stats")
+    if st and "bf16" in prec:  # what the graph runs in, not only what was asked for
+        prec += f": {sum(int(v[1]) for v in st['ops'].values())} nodes in bf16"
     print(f"graphir: wrote {a.output} ({len(original)} -> {len(result.ir)} nodes, {prec}) in "
           f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
@@ -153,7 +176,7 @@ def cmd_dump(a) -> int:
     if a.format not in ("text", "dot"):
         raise ConfigError(f"unknown --format {a.format!r}; expected text or dot")
     if a.output:
-        check_output_path(a.output, a.model)
+        check_output_path(a.output, a.model, "text")
     _tf()
     import graphir
 
@@ -200,8 +223,15 @@ def cmd_env(a) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line too, like every other graphir error."""
+
+    def error(self, message):
+        self.exit(2, f"graphir: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="graphir", description="Offline graph optimizer for TensorFlow inference models.")
+    p = _Parser(prog="graphir", description="Offline graph optimizer for TensorFlow inference models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def io_names(sp):
@@ -213,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="output path")
     io_names(c)
     c.add_argument("--format", help="pb, pbtxt, saved_model or gir (default: from the output suffix)")
-    c.add_argument("--precisions", default="fp32", help="fp32 (default), bf16,fp32 or bf16")
+    c.add_argument("--precisions", help="fp32 (default, or the --config's), bf16,fp32 or bf16")
     c.add_argument("--target", default="native", help="native (default), avx512_bf16, amx_bf16 or generic")
     c.add_argument("--passes", metavar="PIPELINE", help="comma-separated pass pipeline instead of the default")
     c.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass")

@@ -359,6 +359,9 @@ def _build(raw: dict, base_dir: str, source: str) -> Config:
             limit=ds.get("limit"),
         )
         if cfg.dataset.path.endswith(".npy"):  # labels then name a second .npy file
+            if "labels" not in ds:
+                raise ConfigError("evaluation.accuracy.dataloader.dataset.labels: an .npy dataset needs "
+                                  "labels: <labels>.npy")
             cfg.dataset.labels = resolve(cfg.dataset.labels)
     tuning = raw.get("tuning") or {}
     crit = tuning.get("accuracy_criterion") or {}

@@ -79,7 +79,8 @@ def main(argv=None) -> int:
         print("\n".join(histogram_delta(original.op_histogram(), result.ir.op_histogram())))
         if "bf16" in precisions:
             why = "; ".join(u.get("reason", "") for u in result.report.get("precision_unprofitable", []))
-            print(f"  bf16 nodes: {result.report.get('bf16_nodes', 0)}" + (f" (kept fp32: {why})" if why else ""))
+            print(f"  bf16 nodes: {result.report.get('bf16_nodes', 0)}"
+                  + (f"; kept in fp32 where bf16 would not pay off ({why})" if why else ""))
         for w in result.report.get("warnings", []):
             print(f"  warning: {w}")
         same = acc == base_acc

@@ -11,7 +11,32 @@ from typing import Any, Callable, Optional
 
 from .compiler import parse_precisions, split_list
 from .config import Config, load_config
-from .errors import ConfigError
+from .errors import ConfigError, GraphirError
+
+
+def _score(what: str, fn, model) -> float:
+    """Run one evaluation; a failure in the user's data or function is a one-line error, not a crash."""
+    try:
+        value = fn(model)
+    except GraphirError:
+        raise
+    except Exception as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        raise GraphirError(f"{what} failed: {type(e).__name__}: {lines[0] if lines else ''}"[:400]) from e
+    try:
+        return float(value) + 0.0  # + 0.0: no "-0" in the tables for a negated zero loss
+    except (TypeError, ValueError):
+        raise GraphirError(f"{what} returned {type(value).__name__} {value!r:.60}, expected a number") from None
+
+
+class UserEvaluator:
+    """``eval_func`` behind the same error handling as the YAML evaluation; picklable if the function is."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, model) -> float:
+        return _score("eval_func", self.fn, model)
 
 
 class DataEvaluator:
@@ -24,7 +49,8 @@ class DataEvaluator:
         from .data import evaluate
         from .metrics import make_metric
 
-        return evaluate(model, self.dataloader, make_metric(self.metric))
+        return _score(f"evaluation ({self.describe()})", lambda m: evaluate(m, self.dataloader,
+                                                                           make_metric(self.metric)), model)
 
     def describe(self) -> str:
         from .metrics import make_metric
@@ -41,13 +67,17 @@ def _evaluation(cfg: Config, eval_func, eval_dataloader, metric):
         if not callable(eval_func):
             raise ConfigError("eval_func: expected a function taking the model and returning a float")
         name = getattr(eval_func, "__qualname__", None) or type(eval_func).__qualname__  # no addresses
-        return eval_func, "metric", True, f"eval_func {getattr(eval_func, '__module__', '')}.{name}"
+        return UserEvaluator(eval_func), "metric", True, f"eval_func {getattr(eval_func, '__module__', '')}.{name}"
     spec = metric if metric is not None else cfg.metric
     if eval_dataloader is None and cfg.dataset is not None:
         from .data import NpzDataLoader
 
         ds = cfg.dataset
-        eval_dataloader = NpzDataLoader(ds.path, ds.batch_size, ds.inputs, ds.labels, ds.limit)
+        try:
+            eval_dataloader = NpzDataLoader(ds.path, ds.batch_size, ds.inputs, ds.labels, ds.limit)
+        except ConfigError as e:  # name the full key path, as every other config error does
+            msg = str(e)
+            raise ConfigError("evaluation.accuracy.dataloader." + msg if msg.startswith("dataset") else msg) from None
     if eval_dataloader is None:
         return None
     m = make_metric(spec)
@@ -176,6 +206,10 @@ class Graph_Optimization:
     def __call__(self):
         if self.model is None:
             raise ConfigError("Graph_Optimization: set .model (a path or an in-memory model) before calling")
+        if "tensorflow" not in sys.modules:  # an LPOT-style script: no TF start-up banner in its output
+            from .quiet import import_tf_quietly
+
+            import_tf_quietly()
         evaluating = self.eval_func is not None or self.eval_dataloader is not None or (
             self.conf is not None and self.conf.has_evaluation)
         if self.conf is None and not evaluating:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import random
 import sys
 import time
@@ -302,8 +303,10 @@ class Tuner:
         try:
             pickle.dumps(self.evaluate)
         except Exception as e:  # lambdas, closures, bound methods of unpicklable objects
+            why = re.sub(r" at 0x[0-9a-f]+", "", " ".join(str(e).split()))  # no addresses in messages
             print(f"graphir: warning: the evaluation function cannot be sent to worker processes "
-                  f"({type(e).__name__}: {e}); running trials in one process", file=self.log)
+                  f"({type(e).__name__}: {why}); define it at module level, or use workers=1. Running the "
+                  f"trials in one process", file=self.log)
             return 1
         return n
 
@@ -401,6 +404,8 @@ class Tuner:
             self.trial(None, BASELINE)
             full = self.trial(frozenset(), "all-bf16")
             candidates = self._fallback_candidates(full)
+            if not full["bf16_ops"]:  # e.g. the cost model found bf16 unprofitable everywhere
+                raise _Stop("the bf16 candidate has no op in bf16 (see --explain): nothing to tune")
             if full["meets"]:
                 raise _Stop("all-bf16 candidate meets the criterion")
             if not candidates:

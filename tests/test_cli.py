@@ -103,8 +103,10 @@ def test_unknown_output_name(tmp_path, capsys):
 @pytest.mark.parametrize("args,needle", [
     (["--format", "onnx"], "--format"),
     (["--target", "tpu"], "--target"),
-    (["--precisions", "int8"], "int8"),
+    (["--precisions", "int8"], "--precisions: 'int8' is not one of bf16, fp32"),
     (["--outputs", "a b"], "--outputs"),
+    (["--dim", "0"], "--dim"),                      # used to reach TF and fail with its error text
+    (["--dim", "x"], "invalid int value: 'x'"),     # argparse errors are one line too
 ])
 def test_bad_options_fail_before_loading(tmp_path, args, needle):
     model = tmp_path / "digits.pb"
@@ -218,3 +220,58 @@ def test_env_and_usage(capsys):
     with pytest.raises(SystemExit) as e:
         main(["compile"])  # argparse: missing MODEL and -o
     assert e.value.code == 2
+
+
+def test_abbreviated_dump_is_a_clear_error(tmp_path, capsys):
+    import graphir as gi
+
+    gir = tmp_path / "short.gir"
+    gir.write_text(gi.load(DIGITS_PB).text())  # digests instead of the big weights
+    before = snapshot(tmp_path)
+    for args in (["compile", gir, "-o", tmp_path / "out.pb"], ["compile", gir, "-o", tmp_path / "o.gir", "--no-verify"],
+                 ["check", gir, DIGITS_PB]):
+        r = graphir_inproc(capsys, *args, cwd=tmp_path)
+        assert_one_line_error(r, "short.gir: abbreviated dump", "--full-constants")
+        assert snapshot(tmp_path) == before
+
+
+def test_tf_runtime_error_names_the_cause():
+    import tensorflow as tf
+
+    import graphir as gi
+    from graphir.errors import GraphirError
+    from graphir.runtime_check.check import check_graphs
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        tf.reshape(x, tf.shape(x)[:1] * 3, name="y")  # fails at run time only: 4 * 4 elements into 12
+    graph = gi.load(g.as_graph_def())
+    with pytest.raises(GraphirError) as e:
+        check_graphs(graph, graph, dim=4)
+    msg = str(e.value)
+    assert "\n" not in msg and "Graph execution error" not in msg and "reshape" in msg.lower(), msg
+
+
+def test_explicit_precisions_beat_the_config(tmp_path, capsys):
+    # --precisions fp32 used to be indistinguishable from the default, so the YAML's bf16 always won.
+    conf = os.path.join(ROOT, "examples", "graph_optimization.yaml")
+    r = graphir_inproc(capsys, "compile", DIGITS_PB, "-o", tmp_path / "o.pb", "--config", conf, "--precisions", "fp32",
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "tuning" not in r.stderr and "fp32 baseline" in r.stderr, r.stderr
+    assert r.stderr.splitlines()[-1].startswith(f"graphir: wrote {tmp_path / 'o.pb'} (") and " fp32) in " in r.stderr
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(inputs=["input", "input"]), "input 'input' given twice"),        # used to break SavedModel export
+    (dict(inputs=["input:0", "input"]), "are the same tensor"),
+    (dict(outputs=["probs", "probs"]), "output 'probs' given twice"),
+    # used to pass loading and fail later in TF with "You must feed a value for placeholder"
+    (dict(inputs=["digits_cnn_1/flatten_1/Shape:0"], outputs=["probs"]), "still depend on input 'input'"),
+])
+def test_signature_mistakes_are_load_errors(kw, needle):
+    import graphir as gi
+
+    with pytest.raises(gi.ModelLoadError, match=needle):
+        gi.load(DIGITS_PB, **kw)

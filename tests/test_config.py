@@ -51,6 +51,8 @@ BAD = [
     ("graph_optimization: {op_wise: {conv1: {activation: {dtype: [bf16], scheme: sym}}}}",
      "graph_optimization.op_wise.conv1.activation.scheme: unknown key"),
     ("- just\n- a list\n", "config: expected a mapping at the top level, got a list"),
+    ("evaluation: {accuracy: {dataloader: {dataset: {path: x.npy}}}}",  # was: needs labels (got '<dir>/y')
+     "evaluation.accuracy.dataloader.dataset.labels: an .npy dataset needs labels: <labels>.npy"),
 ]
 
 

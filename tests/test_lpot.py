@@ -255,6 +255,24 @@ def test_missing_model_is_a_clear_error():
         Graph_Optimization()()
 
 
+@pytest.mark.parametrize("fn,needle", [
+    (lambda m: None, "eval_func returned NoneType None, expected a number"),
+    (lambda m: 1 / 0, "eval_func failed: ZeroDivisionError: division by zero"),
+    ([(np.zeros((2, 4), np.float32), np.zeros(2))], r"evaluation \(topk\(1\) on list\) failed: ValueError: Cannot feed"),
+])
+def test_evaluation_failures_are_one_line_errors(fn, needle):
+    # These used to escape as raw exceptions (the CLI's "internal error", exit 3).
+    go = Graph_Optimization(**BF16)
+    go.model, go.precisions = PB, "bf16,fp32"
+    if callable(fn):
+        go.eval_func = fn
+    else:
+        go.eval_dataloader, go.metric = fn, {"topk": 1}
+    with pytest.raises(graphir.GraphirError, match=needle) as e:
+        go()
+    assert "\n" not in str(e.value)
+
+
 def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "graphir", "compile", *args], capture_output=True, text=True,
                           cwd=cwd, env={**os.environ, "PYTHONPATH": ROOT})

@@ -28,6 +28,15 @@ def _resolve(graph: Graph, name: str, kind: str, ports: Sequence[Port]) -> Value
     return node.outputs[i]
 
 
+def _unique(ports: Sequence[Port], names: Sequence[str], kind: str) -> None:
+    seen: dict = {}
+    for p, n in zip(ports, names):
+        if p.value in seen:
+            same = "given twice" if seen[p.value] == n else f"and {seen[p.value]!r} are the same tensor"
+            raise ModelLoadError(f"{kind} {n!r} {same}")
+        seen[p.value] = n
+
+
 def _placeholder_factory(domain: str):
     if domain == "tf":
         from .tf import new_placeholder
@@ -52,9 +61,12 @@ def select_signature(graph: Graph, inputs: Optional[Sequence[str]] = None,
         # A port keeps the name it was asked by if that is a port name; a tensor name is normalised.
         return Port(names.get(n) or (n if n in known_ports else names.get(v.name, v.name)), v)
 
+    detected = list(graph.inputs)
     if outputs:
         graph.outputs = [port(n, _resolve(graph, n, "output", graph.outputs)) for n in outputs]
+        _unique(graph.outputs, outputs, "output")
     if inputs:
+        _unique([Port(n, _resolve(graph, n, "input", graph.inputs)) for n in inputs], inputs, "input")
         new_in = []
         for n in inputs:
             v = _resolve(graph, n, "input", graph.inputs)
@@ -69,7 +81,12 @@ def select_signature(graph: Graph, inputs: Optional[Sequence[str]] = None,
         graph.inputs = new_in
     live = graph.ancestors([p.value.node for p in graph.outputs])
     if inputs:
-        live.update(p.value.node.name for p in graph.inputs)
+        chosen = {p.value.node.name for p in graph.inputs}
+        for p in detected:  # a placeholder the outputs still need would fail only when the graph runs
+            if p.value.node.name in live and p.value.node.name not in chosen and p.value.node.name in graph:
+                raise ModelLoadError(f"the outputs still depend on input {p.name!r}, which the given inputs "
+                                     f"({', '.join(inputs)}) leave out")
+        live.update(chosen)
     else:  # detected inputs the chosen outputs do not need are dropped with their nodes
         graph.inputs = [p for p in graph.inputs if p.value.node.name in live]
     dead = [n for n in graph.nodes() if n.name not in live]

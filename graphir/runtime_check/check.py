@@ -11,8 +11,10 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import GraphirError
+from ..errors import GraphirError, ModelLoadError
 from ..ir import Graph
+from ..ir.printer import Elided
+from ..ir.types import Tensor
 
 
 @dataclass
@@ -86,9 +88,21 @@ def compare_arrays(name: str, a, b, rtol: float, atol: float) -> OutputCheck:
     return OutputCheck(name, float(diff.max()), float((diff / denom).max()), ok)
 
 
+_TF_NOISE = ("Graph execution error", "Detected at node", "Node:", "[[", "Original stack trace", "File ")
+
+
+def _one(e: Exception) -> str:
+    return " ".join(str(e).split())[:200]
+
+
 def _first_line(e: Exception) -> str:
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
+    """The line of a (long, multi-line) TF error that says what went wrong, with the node it happened at."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    node = next((ln[len("Node: "):] for ln in lines if ln.startswith("Node: ")), None)
+    msg = next((ln for ln in lines if not ln.startswith(_TF_NOISE)), lines[0] if lines else "")
+    if len(msg) > 160:  # TF appends paragraphs of advice ("Make sure the Op and Kernel are registered...")
+        msg = msg.split(". ")[0]
+    return (f"{type(e).__name__}: {msg}" + (f" (at node {node})" if node else ""))[:300]
 
 
 def _merge(into: OutputCheck, new: OutputCheck) -> OutputCheck:
@@ -107,7 +121,20 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except Exception as e:  # numpy raises many types for a bad file
-        raise GraphirError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+        why = "" if isinstance(e, ValueError) and "pickle" in str(e) else f" ({type(e).__name__}: {_one(e)})"
+        raise GraphirError(f"{path}: not a readable .npz file{why}") from None
+
+
+def require_runnable(graph: Graph, path: str) -> None:
+    """A .gir dump without --full-constants has digests instead of weights: it can be printed, not run."""
+    if isinstance(graph.attrs.get("tf.library"), Elided):
+        raise ModelLoadError(f"{path}: the function library was elided from this dump; it can't be run or "
+                             f"compiled. Re-create it with `graphir dump --full-constants`")
+    for node in graph.nodes():
+        for v in node.attrs.values():
+            if isinstance(v, Elided) or isinstance(v, Tensor) and v.digest_only and v.encoded is None:
+                raise ModelLoadError(f"{path}: abbreviated dump (constant {node.name!r} has only a digest); it "
+                                     f"can't be run or compiled. Re-create it with `graphir dump --full-constants`")
 
 
 def feeds_from_arrays(graph: Graph, arrays: dict[str, np.ndarray], source: str = "inputs") -> dict:
@@ -169,8 +196,13 @@ def check_graphs(original: Graph, optimized: Graph, *, feeds_list: Optional[list
     else:
         report.source = source or "user"
     report.runs = len(feeds_list)
+    unknown = sorted({original.node(n).op_type for n in original.meta.get("tf.unknown_ops", ()) if n in original})
+    if unknown:
+        raise GraphirError(f"cannot run the original model: this TensorFlow has no op {', '.join(unknown)}")
     try:
         run_a = Runner(original)
+    except GraphirError:
+        raise
     except Exception as e:
         raise GraphirError(f"cannot load the original model into TF: {_first_line(e)}") from None
     try:
@@ -211,6 +243,9 @@ def check_models(original, optimized, *, inputs_npz: Optional[str] = None, rtol:
     arrays = load_npz(inputs_npz) if inputs_npz else None
     g_a = load(original, inputs, outputs)
     g_b = load(optimized, inputs, outputs)
+    for g, m in ((g_a, original), (g_b, optimized)):
+        if isinstance(m, (str, os.PathLike)):
+            require_runnable(g, os.fspath(m))
     feeds_list = None
     if arrays is not None:
         feeds_list = [feeds_from_arrays(g_a, arrays, os.path.basename(inputs_npz))]
