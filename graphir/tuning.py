@@ -96,6 +96,7 @@ class CandidateBuilder:
         self.compile_kwargs = dict(compile_kwargs)
         self.model_path, self.inputs, self.outputs = model_path, inputs, outputs
         self._text = None
+        self.pinned_bf16: tuple = ()  # the all-bf16 candidate's bf16 compute nodes, see pin_bf16()
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -123,7 +124,19 @@ class CandidateBuilder:
 
         kw = {**self.compile_kwargs, **overrides}
         kw["fp32_ops"] = list(kw.get("fp32_ops") or []) + sorted(fallback)
+        if fallback and self.pinned_bf16:
+            # A trial is the all-bf16 candidate minus the fallbacks: pinning its other compute nodes by name
+            # keeps the cost model from dropping a region that one fallback made look small. Follow and
+            # clear nodes stay free, so the cut still places the fewest casts around the fallback.
+            kw["bf16_ops"] = list(kw.get("bf16_ops") or []) + sorted(set(self.pinned_bf16) - set(fallback))
         return compile_model(self.graph, **kw)
+
+    def pin_bf16(self, bf16_nodes) -> None:
+        from .dialects.tf_precision import precision_class
+
+        g = self.graph
+        self.pinned_bf16 = tuple(n for n in bf16_nodes
+                                 if n in g and precision_class(g.node(n).op_type) == "compute")
 
     def baseline(self):
         from .compiler import OptimizedModel
@@ -403,6 +416,7 @@ class Tuner:
         try:
             self.trial(None, BASELINE)
             full = self.trial(frozenset(), "all-bf16")
+            self.builder.pin_bf16(full["bf16_ops"])
             candidates = self._fallback_candidates(full)
             if not full["bf16_ops"]:  # e.g. the cost model found bf16 unprofitable everywhere
                 raise _Stop("the bf16 candidate has no op in bf16 (see --explain): nothing to tune")

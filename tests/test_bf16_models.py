@@ -76,3 +76,14 @@ def test_resnet50_all_convs_bf16_two_casts(resnet50_gd):
     assert b.dtype == np.float32
     assert (a.argmax(1) == b.argmax(1)).all() or np.abs(a - b).max() < 0.02
     np.testing.assert_allclose(b.sum(1), 1.0, rtol=1e-2)
+
+
+def test_bf16_alone_converts_even_where_the_cost_model_would_not(digits_gd):
+    """``--precisions bf16`` asks for bf16 wherever TF can run it; only ``bf16,fp32`` weighs profit."""
+    g = from_graph_def(digits_gd)
+    om = graphir.compile(g, precisions="bf16", target="avx512_bf16")
+    assert {"Conv2D", "MatMul"} <= bf16_ops(om.ir)
+    check_boundaries(g, om.ir)
+    data = np.load(os.path.join(ROOT, "examples", "digits", "digits_test.npz"))
+    agree = np.mean(Runner(om.ir)({"input": data["x"]})[0].argmax(-1) == Runner(g)({"input": data["x"]})[0].argmax(-1))
+    assert agree >= 0.99

@@ -240,3 +240,36 @@ def test_npz_and_npy_loaders(tmp_path):
         NpzDataLoader(tmp_path / "d.npz", inputs="z")
     with pytest.raises(ConfigError, match="needs labels"):
         NpzDataLoader(tmp_path / "x.npy")
+
+
+def test_fallback_trials_are_not_confounded_by_the_cost_model(tmp_path):
+    """Without pins: falling back the big conv leaves ~1.8 MFLOP of bf16 compute, under the cost model's
+    cut-off, so the trial silently became all-fp32. A trial must be the bf16 candidate minus one op."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    k1 = (rng.standard_normal((3, 3, 3, 32)) * 0.2).astype(np.float32)
+    k2 = (rng.standard_normal((3, 3, 32, 64)) * 0.05).astype(np.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32, name="img")])
+    def f(img):
+        h = tf.nn.relu(tf.nn.conv2d(img, k1, 1, "SAME", name="small_conv"))
+        h = tf.nn.relu(tf.nn.conv2d(h, k2, 1, "SAME", name="big_conv"))
+        return tf.identity(tf.reduce_mean(h, axis=[1, 2]), name="feat")
+
+    graph = graphir.load(f.get_concrete_function())
+    x = rng.standard_normal((16, 32, 32, 3)).astype(np.float32)
+    ref = f(x).numpy()
+
+    def ev(model):  # MSE against fp32 (lower is better) plus a penalty while big_conv is bf16
+        node = model.ir.get("big_conv")
+        return float(np.mean((model(x) - ref) ** 2)) + (1.0 if node and node.outputs[0].dtype.name == "bf16"
+                                                        else 0.0)
+
+    conf = {"tuning": {"workspace": {"path": str(tmp_path / "ws")},
+                       "accuracy_criterion": {"absolute": 0.01, "higher_is_better": False}}}
+    out = graphir.compile(graph, precisions="bf16,fp32", config=conf, eval_func=ev, target="avx512_bf16",
+                          measure_profitability=False)
+    t = out.report["tuning"]
+    assert t["met"] and t["fp32_fallbacks"] == ["big_conv"]
+    assert "small_conv" in bf16_set(out) and "big_conv" not in bf16_set(out)

@@ -336,6 +336,8 @@ def default_outputs(graph: Graph) -> list:
         info = op_info(n.domain, n.op_type)
         if info.side_effecting and info.known:  # an unknown op at a sink is taken to be a model output
             continue
+        if n.inputs and all(v.node.op_type in ("Switch", "RefSwitch") for v in n.inputs):
+            continue  # a TF1 cond's branch pivot (cond/switch_t, cond/switch_f) with an empty branch
         out.extend(n.outputs)
     return out
 

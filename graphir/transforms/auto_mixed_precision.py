@@ -192,7 +192,8 @@ class AutoMixedPrecision(Pass):
                     if P.precision_class(graph.node(n).op_type) == "compute")
         report["bf16_flops_per_sample"] = flops
         # Above SURE_FLOPS the matmul/conv savings dwarf any cast or overhead; measuring would only cost time.
-        if self.measure and bf16_nodes and flops < SURE_FLOPS:
+        # A user's --bf16-ops is a decision, not a hint: measuring would only second-guess it.
+        if self.measure and bf16_nodes and flops < SURE_FLOPS and not bf16_ops:
             trial = graph.copy()
             self._apply(trial, bf16_nodes)
             measured = measure_speedup(graph, trial)
@@ -545,6 +546,9 @@ def extend_pipeline(passes: list, opts, report: dict) -> list:
     # Timing on this machine says nothing about another target's CPU.
     measure = bool(opts.measure_profitability) and opts.target == "native"
     opt = [f"measure={'true' if measure else 'false'}"]
+    if "fp32" not in precisions:
+        # "bf16" alone asks for bf16 wherever TF can run it, not for a profitability judgement.
+        opt = ["measure=false", "min_region_flops=0", "flops_per_cast_byte=0"]
     if opts.fp32_ops:
         opt.append(f"fp32_ops={_escape(opts.fp32_ops)}")
     if opts.bf16_ops:

@@ -194,11 +194,11 @@ def stats_table(records: Sequence[PassRecord]) -> str:
     if records:
         rows.append(("total", f"{total:.3f}", str(records[0].nodes_before), str(records[-1].nodes_after), ""))
     w = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = []
-    for i, row in enumerate(rows):
-        lines.append(f"{row[0]:<{w[0]}}  {row[1]:>{w[1]}}  {row[2]:>{w[2]}}  {row[3]:>{w[3]}}  {row[4]}".rstrip())
-        if i == 0 or i == len(rows) - 2 and records:
-            lines.append("-" * max(len(lines[-1]), sum(w) + 6))
+    lines = [f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:>{w[3]}}  {r[4]}".rstrip() for r in rows]
+    rule = "-" * max(len(line) for line in lines)
+    lines.insert(1, rule)
+    if records:
+        lines.insert(len(lines) - 1, rule)
     return "\n".join(lines) + "\n"
 
 

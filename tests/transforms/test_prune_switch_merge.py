@@ -42,3 +42,21 @@ def test_predicate_that_is_an_input_is_kept():
     assert not res.changed and "Merge" in ops(out)
     for p in (True, False):
         assert_same_outputs(g, out, feeds={"x0": np.ones(3, np.float32), "x1": p})
+
+
+def test_empty_branch_pivot_is_not_a_model_output():
+    # Keras-style dropout under a learning-phase cond: the false branch is the identity, so TF's pivot
+    # cond/switch_f has no consumer. It must not be mistaken for a model output (and survive as one).
+    from graphir.frontends.tf import from_graph_def
+
+    g = tf.Graph()
+    with g.as_default(), control_flow_v1():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        lp = tf.compat.v1.placeholder_with_default(False, [], name="keras_learning_phase")
+        y = tf.compat.v1.cond(lp, lambda: tf.nn.dropout(x, rate=0.5), lambda: tf.identity(x), name="cond")
+        tf.identity(y * 2.0, name="y")
+    ir = from_graph_def(g.as_graph_def())
+    assert [p.name for p in ir.outputs] == ["y"]
+    out, _ = apply(PruneSwitchMerge(), ir)
+    assert not {"Switch", "Merge", "PlaceholderWithDefault"} & set(ops(out))
+    assert_same_outputs(ir, out, feeds={"x": np.arange(8, dtype=np.float32).reshape(2, 4)})
