@@ -447,17 +447,8 @@ class Graph:
         return list(order)
 
     def ancestors(self, roots: Iterable[Node], *, control: bool = True) -> set[str]:
-        """Names of ``roots`` and every node they (transitively) depend on."""
-        view = self.nx if control else nx.subgraph_view(self.nx, filter_edge=lambda u, v, k: k != CTRL)
-        seen: set[str] = set()
-        for r in roots:
-            if r.name not in seen:
-                seen.add(r.name)
-                seen.update(nx.ancestors(view, r.name) - seen)
-        return seen
-
-    def ancestors_of(self, roots: Iterable[Node], *, control: bool = True) -> set[str]:
-        """Like :meth:`ancestors`, but one linear walk for any number of roots."""
+        """Names of ``roots`` and every node they (transitively) depend on, in one walk over the
+        predecessor dicts however many roots there are (``nx.ancestors`` walks once per root)."""
         pred = self.nx.pred
         seen = {r.name for r in roots}
         stack = list(seen)

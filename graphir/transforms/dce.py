@@ -22,7 +22,7 @@ class DCE(Pass):
         controls = self._drop_pure_controls(graph) if self.drop_pure_controls else 0
         roots = [p.value.node for p in graph.outputs] + [p.value.node for p in graph.inputs]
         roots += [n for n in graph.nodes() if n.info.side_effecting]
-        live = graph.ancestors_of(roots)
+        live = graph.ancestors(roots)
         dead = [n for n in graph.nodes() if n.name not in live]
         return PassResult.of(nodes_removed=graph.remove_nodes(dead), controls_removed=controls)
 

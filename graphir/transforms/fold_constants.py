@@ -56,7 +56,7 @@ class FoldConstants(Pass):
                     fetch.append(v)
         folded = removed = 0
         if fetch:
-            needed = graph.ancestors_of({v.node for v in fetch}, control=True)
+            needed = graph.ancestors({v.node for v in fetch}, control=True)
             sub = [n for n in graph.topo_order(by_name=False) if n.name in needed]
             try:
                 arrays = evaluate(graph, sub, fetch)

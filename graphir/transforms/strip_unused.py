@@ -17,6 +17,6 @@ class StripUnused(Pass):
 
     def run(self, graph: Graph) -> PassResult:
         roots = [p.value.node for p in graph.outputs] + [p.value.node for p in graph.inputs]
-        live = graph.ancestors_of(roots)
+        live = graph.ancestors(roots)
         dead = [n for n in graph.nodes() if n.name not in live]
         return PassResult.of(nodes_removed=graph.remove_nodes(dead))

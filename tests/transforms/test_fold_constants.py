@@ -77,7 +77,7 @@ def test_eager_and_session_evaluation_agree():
     g = build(fn, [[1]])
     order = g.topo_order()
     fetch = [n.outputs[i] for n in order if n.name in ("split", "strs", "idx") for i in range(len(n.outputs))]
-    needed = g.ancestors_of({v.node for v in fetch})
+    needed = g.ancestors({v.node for v in fetch})
     nodes = [n for n in order if n.name in needed]
     eager = tf_eval._evaluate_eager(nodes, fetch)
     session = tf_eval._evaluate_session(g, nodes, fetch)
