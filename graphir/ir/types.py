@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 import ml_dtypes
 import numpy as np
@@ -286,6 +286,3 @@ class Placeholder:
 
     name: str
 
-
-def shape_of(dims: Sequence[Optional[int]]) -> Shape:
-    return Shape(dims)

@@ -219,10 +219,7 @@ def default_pipeline(opts, report: Optional[dict] = None) -> str:
     passes = list(FP32_PIPELINE)
     bf16 = "bf16" in getattr(opts, "precisions", ())
     if bf16:
-        try:  # the bf16 module registers its extender on import
-            from . import auto_mixed_precision  # noqa: F401
-        except ImportError:
-            pass
+        from . import auto_mixed_precision  # noqa: F401  (registers its pipeline extender on import)
         # TF's fused conv/matmul ops have no bf16 kernels: fuse only what stays f32, after conversion.
         passes.remove("fuse-bias-activation")
     for ext in PIPELINE_EXTENDERS:

@@ -1,5 +1,4 @@
 """simplify-arithmetic: identities, shape no-ops, transpose/reshape pairs, constant chains."""
-import numpy as np
 import tensorflow as tf
 
 from fp32_passutil import apply, assert_same_outputs, build, lines_with, ops

@@ -33,7 +33,7 @@ def test_keeps_control_ancestors_and_inputs():
     g = tf.Graph()
     with g.as_default():
         x = tf.compat.v1.placeholder(tf.float32, [3], name="x")
-        x2 = tf.compat.v1.placeholder(tf.float32, [3], name="x2")  # an input nothing reads
+        tf.compat.v1.placeholder(tf.float32, [3], name="x2")  # an input nothing reads
         chk = tf.raw_ops.Assert(condition=tf.reduce_all(x > 0), data=[x], name="chk")
         with tf.control_dependencies([chk]):
             tf.identity(x * 3.0, name="out0")
