@@ -155,6 +155,9 @@ def compile_graph(graph: Graph, opts: CompileOptions) -> OptimizedModel:
     # bf16 statistics / --explain data left by the auto-mixed-precision pass.
     prec = graph.meta.pop("precision_report", None)
     if prec:
+        from .transforms.auto_mixed_precision import finalize_precision_stats
+
+        finalize_precision_stats(graph, prec)
         report["warnings"].extend(prec.pop("warnings", []))
         report.update(prec)
     report["nodes_before"] = len(original)

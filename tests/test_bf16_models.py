@@ -87,3 +87,13 @@ def test_bf16_alone_converts_even_where_the_cost_model_would_not(digits_gd):
     data = np.load(os.path.join(ROOT, "examples", "digits", "digits_test.npz"))
     agree = np.mean(Runner(om.ir)({"input": data["x"]})[0].argmax(-1) == Runner(g)({"input": data["x"]})[0].argmax(-1))
     assert agree >= 0.99
+
+
+def test_statistics_describe_the_written_graph(digits_gd):
+    """Passes after the bf16 pass (fuse-bias-activation) change op types; the table must follow them."""
+    g = from_graph_def(digits_gd)
+    om = graphir.compile(g, precisions="bf16,fp32", measure_profitability=False)  # stays fp32: fuses
+    written = {n.op_type for n in om.ir.nodes() if n.op_type != "Cast" and n.const_value() is None}
+    listed = set(om.report["precision_stats"]["ops"])
+    assert "_FusedConv2D" in written and listed <= written and "_FusedConv2D" in listed
+    assert om.report["precision_stats"]["casts_after"] == sum(n.op_type == "Cast" for n in om.ir.nodes())

@@ -502,6 +502,15 @@ def measure_speedup(fp32_graph: Graph, bf16_graph: Graph, max_runs: int = 50, mi
 
 
 # ---------------------------------------------------------------------- reporting
+def finalize_precision_stats(graph: Graph, report: dict) -> None:
+    """Recompute the statistics on the graph the pipeline finally produced: passes after this one
+    (e.g. fuse-bias-activation) change the op types the table lists."""
+    st = report.get("precision_stats")
+    if st:
+        before = (st["weight_bytes_before"], st["casts_before"])
+        report["precision_stats"] = _stats(graph, before, _weights_and_casts(graph))
+
+
 def format_precision_stats(report: dict) -> str:
     st = report.get("precision_stats")
     if not st:
