@@ -23,6 +23,14 @@ def freeze_keras(model):
     return to_graph_def(load(model))
 
 
+def tensor_key(tp):
+    """A TensorProto compared by value: the same tensor may be encoded differently."""
+    import tensorflow as tf
+
+    a = tf.make_ndarray(tp)
+    return tp.dtype, a.shape, a.tobytes() if a.dtype != object else tuple(a.reshape(-1))
+
+
 def _keras_seed():
     import keras
 

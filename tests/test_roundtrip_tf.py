@@ -5,16 +5,10 @@ import pytest
 from graphir.backends.tf import to_graph_def
 from graphir.frontends.tf import from_graph_def
 from graphir.runtime_check import Runner, random_inputs
+from models import tensor_key
 
 SMALL = ["tf1_while", "tf2_functional", "transformer", "digits"]
 LARGE = ["resnet50", "mobilenet_v2"]
-
-
-def _tensor_key(tp):
-    import tensorflow as tf
-
-    a = tf.make_ndarray(tp)
-    return tp.dtype, a.shape, a.tobytes() if a.dtype != object else tuple(a.reshape(-1))
 
 
 def assert_same_node_defs(a, b):
@@ -26,7 +20,7 @@ def assert_same_node_defs(a, b):
         assert set(x.attr) == set(y.attr), name
         for k in x.attr:
             if x.attr[k].WhichOneof("value") == "tensor":
-                assert _tensor_key(x.attr[k].tensor) == _tensor_key(y.attr[k].tensor), (name, k)
+                assert tensor_key(x.attr[k].tensor) == tensor_key(y.attr[k].tensor), (name, k)
             else:
                 assert x.attr[k] == y.attr[k], (name, k)
     assert a.library == b.library

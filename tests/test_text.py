@@ -11,6 +11,7 @@ from graphir.ir import FuncRef, Graph, Placeholder, Port, Shape, Tensor, TensorT
 from graphir.ir.parser import parse, parse_file
 from graphir.ir.printer import Elided, print_graph
 from graphir.ir.types import DType, bf16, f32, i32
+from models import tensor_key
 
 
 def _t(*dims, dtype=f32):
@@ -333,13 +334,10 @@ def test_hand_edited_dump_computes_the_edit():
 # --------------------------------------------------------------------------- the model corpus
 def _node_defs(gd) -> dict:
     """name -> (op, inputs, device, attrs), with tensors compared by value (their encoding may differ)."""
-    import tensorflow as tf
-
     def attr(av):
         if av.WhichOneof("value") != "tensor":
             return av.SerializeToString(deterministic=True)
-        a = tf.make_ndarray(av.tensor)
-        return av.tensor.dtype, a.shape, a.tobytes() if a.dtype != object else tuple(a.reshape(-1))
+        return tensor_key(av.tensor)
 
     return {n.name: (n.op, list(n.input), n.device, {k: attr(v) for k, v in n.attr.items()}) for n in gd.node}
 

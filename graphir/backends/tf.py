@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from ..dialects.tf import dtype_to_tf
+from ..dialects.tf import NODE_EXTRAS, _op_def, dtype_to_tf
 from ..errors import GraphirError
 from ..ir import DType, FuncRef, Graph, Placeholder, Shape, Tensor
 from ..ir.printer import Elided
@@ -19,9 +19,7 @@ from .atomic import atomic_directory, atomic_write_bytes, atomic_write_text
 
 @functools.lru_cache(maxsize=None)
 def _attr_types(op: str) -> dict:
-    from tensorflow.python.framework import op_def_registry
-
-    od = op_def_registry.get(op)
+    od = _op_def(op)
     return {} if od is None else {a.name: a.type for a in od.attr}
 
 
@@ -82,6 +80,9 @@ def _func(nl, f: FuncRef, where):
         set_attr(nl.attr[k], v, None, f"{where}.{k}")
 
 
+_SCALAR_FIELD = {"int": "i", "float": "f", "bool": "b", "string": "s", "type": "type"}
+
+
 def _set_scalar(av_or_list, kind: str, v, where, is_list: bool):
     if kind == "int":
         x = int(v)
@@ -93,15 +94,15 @@ def _set_scalar(av_or_list, kind: str, v, where, is_list: bool):
         x = v.encode("utf-8") if isinstance(v, str) else bytes(v)
     elif kind == "type":
         x = dtype_to_tf(v if isinstance(v, DType) else DType.get(str(v)))
-    if kind in ("int", "float", "bool", "string", "type"):
-        field = {"int": "i", "float": "f", "bool": "b", "string": "s", "type": "type"}[kind]
+    field = _SCALAR_FIELD.get(kind)
+    if field:
         if is_list:
             getattr(av_or_list, field).append(x)
         else:
             setattr(av_or_list, field, x)
         return
-    target = {"shape": "shape", "tensor": "tensor", "func": "func"}[kind]
-    msg = getattr(av_or_list, target).add() if is_list else getattr(av_or_list, target)
+    # shape / tensor / func: the AttrValue field is named like the kind
+    msg = getattr(av_or_list, kind).add() if is_list else getattr(av_or_list, kind)
     if kind == "shape":
         _set_shape(msg, v)
     elif kind == "tensor":
@@ -141,10 +142,6 @@ def set_attr(av, v, op_type: str | None, where: str) -> None:
     _set_scalar(av, kind, v, where, False)
 
 
-def _input_name(v) -> str:
-    return v.node.name if v.index == 0 else f"{v.node.name}:{v.index}"
-
-
 def to_graph_def(graph: Graph):
     """The GraphDef of ``graph``: nodes in insertion order, versions and function library restored."""
     from tensorflow.core.framework import function_pb2, graph_pb2
@@ -154,10 +151,10 @@ def to_graph_def(graph: Graph):
         nd = gd.node.add(name=node.name, op=node.op_type)
         if node.domain != "tf":
             raise GraphirError(f"node {node.name!r}: op {node.qualified_op} has no TensorFlow equivalent")
-        nd.input.extend([_input_name(v) for v in node.inputs] + ["^" + c.name for c in node.control_inputs])
+        nd.input.extend([v.name for v in node.inputs] + ["^" + c.name for c in node.control_inputs])
         if node.device:
             nd.device = node.device
-        for field in ("experimental_debug_info", "experimental_type"):
+        for field in NODE_EXTRAS:
             data = node.meta.get("tf." + field)
             if data is not None:
                 getattr(nd, field).ParseFromString(data)

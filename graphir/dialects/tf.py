@@ -55,6 +55,8 @@ CONTROL_FLOW = {
 LOOP_NEXT = {"NextIteration", "RefNextIteration"}
 LOOP_MERGE = {"Merge", "RefMerge"}
 SOURCES = {"Placeholder", "PlaceholderV2"}
+# NodeDef fields that are not attrs, kept (serialized) in Node.meta as "tf.<field>" so a round trip loses nothing.
+NODE_EXTRAS = ("experimental_debug_info", "experimental_type")
 # Ops whose effect is the point of running them, even with no data consumer.
 SIDE_EFFECTING = {
     "Assert", "Print", "PrintV2", "Assign", "AssignAdd", "AssignSub", "AssignVariableOp",
@@ -68,6 +70,7 @@ NOT_STATEFUL = {"Placeholder", "PlaceholderV2"}
 
 @lru_cache(maxsize=None)
 def _op_def(op_type: str):
+    """TF's OpDef for ``op_type`` (None if the installed TF does not know it); the one cached lookup."""
     try:
         from tensorflow.python.framework import op_def_registry
     except ImportError:  # pragma: no cover - TF is a hard dependency

@@ -33,7 +33,7 @@ FP32_ONLY = frozenset({
     "SparseSoftmaxCrossEntropyWithLogits", "Sum", "Prod", "L2Loss", "Cumsum", "Cumprod", "EuclideanNorm",
     "Lgamma", "Digamma", "Igamma", "Igammac", "Betainc", "Atan2", "TopKV2", "NonMaxSuppressionV3",
 })
-CLASSES = ("compute", "follow", "clear", "fp32")
+_LISTED = COMPUTE | FOLLOW | CLEAR | FP32_ONLY
 
 # Type attrs that stay fp32 even when the node runs in bf16 (e.g. FusedBatchNorm's scale/mean/var: U).
 KEEP_FP32_ATTRS = {"FusedBatchNormV2": {"U"}, "FusedBatchNormV3": {"U"}, "_FusedBatchNormEx": {"U"}}
@@ -86,4 +86,4 @@ def has_bf16_kernel(op_type: str, bf16_attrs, other_attrs: Optional[dict] = None
 def is_tf_op(op_type: str) -> bool:
     from .tf import _op_def
 
-    return _op_def(op_type) is not None or op_type in COMPUTE | FOLLOW | CLEAR | FP32_ONLY
+    return _op_def(op_type) is not None or op_type in _LISTED

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence, Union
 
-from ..errors import ModelLoadError
 from ..ir import Graph
 
 Names = Optional[Union[str, Sequence[str]]]
@@ -30,15 +29,11 @@ def load(model, inputs: Names = None, outputs: Names = None, *, signature: str =
         from .select import select_signature
 
         return select_signature(model.copy(), inputs, outputs)
-    if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        if not os.path.exists(path):
-            raise ModelLoadError(f"{path}: no such file or directory")
-        if path.endswith(".gir"):
-            from ..ir.parser import parse_file
-            from .select import select_signature
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".gir"):
+        from ..ir.parser import parse_file  # reports a missing file itself, like the TF frontend
+        from .select import select_signature
 
-            return select_signature(parse_file(path), inputs, outputs)
+        return select_signature(parse_file(model), inputs, outputs)
     from . import tf as tf_frontend
 
     return tf_frontend.load(model, inputs, outputs, signature=signature)

@@ -28,13 +28,13 @@ def _resolve(graph: Graph, name: str, kind: str, ports: Sequence[Port]) -> Value
     return node.outputs[i]
 
 
-def _unique(ports: Sequence[Port], names: Sequence[str], kind: str) -> None:
+def _unique(values: Sequence[Value], names: Sequence[str], kind: str) -> None:
     seen: dict = {}
-    for p, n in zip(ports, names):
-        if p.value in seen:
-            same = "given twice" if seen[p.value] == n else f"and {seen[p.value]!r} are the same tensor"
+    for v, n in zip(values, names):
+        if v in seen:
+            same = "given twice" if seen[v] == n else f"and {seen[v]!r} are the same tensor"
             raise ModelLoadError(f"{kind} {n!r} {same}")
-        seen[p.value] = n
+        seen[v] = n
 
 
 def _placeholder_factory(domain: str):
@@ -64,12 +64,12 @@ def select_signature(graph: Graph, inputs: Optional[Sequence[str]] = None,
     detected = list(graph.inputs)
     if outputs:
         graph.outputs = [port(n, _resolve(graph, n, "output", graph.outputs)) for n in outputs]
-        _unique(graph.outputs, outputs, "output")
+        _unique([p.value for p in graph.outputs], outputs, "output")
     if inputs:
-        _unique([Port(n, _resolve(graph, n, "input", graph.inputs)) for n in inputs], inputs, "input")
+        values = [_resolve(graph, n, "input", graph.inputs) for n in inputs]
+        _unique(values, inputs, "input")
         new_in = []
-        for n in inputs:
-            v = _resolve(graph, n, "input", graph.inputs)
+        for n, v in zip(inputs, values):
             p = port(n, v)
             if not v.node.info.source:
                 want = v.node.name if v.index == 0 else f"{v.node.name}_{v.index}"

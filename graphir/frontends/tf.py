@@ -9,15 +9,14 @@ from __future__ import annotations
 import functools
 import os
 import zipfile
-from ..dialects.tf import dtype_from_tf
+from ..dialects.tf import NODE_EXTRAS, SOURCES, _op_def, dtype_from_tf
 from ..errors import ModelLoadError
 from ..ir import FuncRef, Graph, Placeholder, Port, Shape, Tensor, TensorType
-from ..ir.registry import op_info
 from .select import select_signature
 
 # Sinks that are never graph outputs.
-NOT_OUTPUTS = {"Const", "NoOp", "Placeholder", "PlaceholderV2", "Assert", "HostConst"}
-INPUT_OPS = {"Placeholder", "PlaceholderV2"}
+NOT_OUTPUTS = {"Const", "NoOp", "Assert", "HostConst"} | SOURCES
+INPUT_OPS = SOURCES  # for code that reads raw NodeDefs (runtime_check); IR nodes ask ``node.info.source``
 
 
 # ---------------------------------------------------------------------------------------- attrs
@@ -105,13 +104,6 @@ def parse_input(s: str):
 
 
 # ---------------------------------------------------------------------------------------- typing
-@functools.lru_cache(maxsize=None)
-def _op_def(op: str):
-    from tensorflow.python.framework import op_def_registry
-
-    return op_def_registry.get(op)
-
-
 def _attr_or_default(nd, od, name):
     if name in nd.attr:
         return nd.attr[name]
@@ -275,10 +267,6 @@ def _tensor_type(t, cache: dict) -> TensorType:
     return TensorType(dt, Shape(dims))
 
 
-# NodeDef fields that are not attrs, kept (serialized) in Node.meta so a round trip loses nothing.
-_NODE_EXTRAS = ("experimental_debug_info", "experimental_type")
-
-
 def from_graph_def(graph_def, inputs=None, outputs=None, name: str = "main", signature_names=None,
                    *, label: str = "GraphDef") -> Graph:
     """Build the IR of ``graph_def``. ``inputs``/``outputs`` override the detected signature (tensor or
@@ -292,7 +280,7 @@ def from_graph_def(graph_def, inputs=None, outputs=None, name: str = "main", sig
         attrs = {k: convert_attr(v) for k, v in nd.attr.items()}
         # Inputs are wired in a second sweep: GraphDefs need not be in topological order.
         node = graph.add_node(nd.op, (), attrs, types, name=nd.name, device=nd.device, unique=False)
-        for field in _NODE_EXTRAS:
+        for field in NODE_EXTRAS:
             if nd.HasField(field):
                 node.meta["tf." + field] = getattr(nd, field).SerializeToString()
         pending.append((node, nd.input))
@@ -325,7 +313,7 @@ def from_graph_def(graph_def, inputs=None, outputs=None, name: str = "main", sig
 
 
 def default_inputs(graph: Graph) -> list:
-    return [n.outputs[0] for n in graph.nodes() if n.op_type in INPUT_OPS and n.outputs]
+    return [n.outputs[0] for n in graph.nodes() if n.info.source and n.outputs]
 
 
 def default_outputs(graph: Graph) -> list:
@@ -333,7 +321,7 @@ def default_outputs(graph: Graph) -> list:
     for n in graph.nodes():
         if n.op_type in NOT_OUTPUTS or not n.outputs or graph.users(n) or graph.control_users(n):
             continue
-        info = op_info(n.domain, n.op_type)
+        info = n.info
         if info.side_effecting and info.known:  # an unknown op at a sink is taken to be a model output
             continue
         if n.inputs and all(v.node.op_type in ("Switch", "RefSwitch") for v in n.inputs):

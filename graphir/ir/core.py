@@ -87,9 +87,6 @@ class Node:
     def output(self, i: int = 0) -> Value:
         return self.outputs[i]
 
-    def input_node(self, i: int) -> "Node":
-        return self._inputs[i].node
-
     @property
     def info(self):
         return _op_info(self.domain, self.op_type)
@@ -236,10 +233,8 @@ class Graph:
         node.graph = self
         self._order = None
         self.nx.add_node(name, obj=node)
-        for v in inputs:
-            self._check_owned(v)
-            node._inputs.append(v)
-            self.nx.add_edge(v.node.name, name, key=len(node._inputs) - 1, out=v.index)
+        if inputs:
+            self.set_inputs(node, inputs)
         for c in control_inputs:
             self.add_control_input(node, c)
         return node
@@ -279,12 +274,6 @@ class Graph:
         self._order = None
         node._controls.remove(src)
         self.nx.remove_edge(src.name, node.name, key=CTRL)
-
-    def set_control_inputs(self, node: Node, srcs: Iterable[Node]) -> None:
-        for c in list(node._controls):
-            self.remove_control_input(node, c)
-        for c in srcs:
-            self.add_control_input(node, c)
 
     def replace_all_uses_with(self, old: Value, new: Value, *, outputs: bool = True) -> int:
         """Point every reader of ``old`` at ``new``. With ``outputs``, graph outputs follow too.

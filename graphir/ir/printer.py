@@ -102,10 +102,8 @@ def _fmt_elem(x, dtype: DType) -> str:
 
 def fmt_tensor(t: Tensor, full: bool) -> str:
     ty = TensorType(t.dtype, t.shape).text()
-    if t.digest_only:
-        return f"dense_resource<sha:{t.digest()}> : {ty}"
     n = t.size
-    if n > INLINE_ELEMENTS and not full:
+    if t.digest_only or (n > INLINE_ELEMENTS and not full):
         return f"dense_resource<sha:{t.digest()}> : {ty}"
     a = t.numpy()
     if t.dtype.name != "string" and (n > HEX_THRESHOLD or t.dtype.name.startswith("c") or t.dtype.np is None):

@@ -7,7 +7,7 @@ untouched.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 
@@ -27,7 +27,6 @@ class OpInfo:
     identity_like: bool = False     # output 0 equals data input 0 (Identity, Snapshot, StopGradient, ...)
     training_only: bool = False     # meaningless at inference: CheckNumerics, PreventGradient, ...
     precision: Optional[str] = None  # bf16 class: compute | follow | clear | fp32 (None: not convertible)
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def pure(self) -> bool:
@@ -53,8 +52,7 @@ def op_info(domain: str, op_type: str) -> OpInfo:
     key = (domain, op_type)
     info = _cache.get(key)
     if info is None:
-        if domain not in _providers:
-            _load_builtin_domain(domain)
+        _load_builtin_domain(domain)
         provider = _providers.get(domain)
         info = provider(op_type) if provider else None
         if info is None:
@@ -63,13 +61,8 @@ def op_info(domain: str, op_type: str) -> OpInfo:
     return info
 
 
-def override(domain: str, op_type: str, **traits) -> None:
-    """Adjust traits of one op (tests, user extensions)."""
-    _cache[(domain, op_type)] = replace(op_info(domain, op_type), **traits)
-
-
 def _load_builtin_domain(domain: str) -> None:
-    if domain == "tf":
+    if domain == "tf" and domain not in _providers:
         from ..dialects import tf  # noqa: F401  (registers itself)
 
 
@@ -82,7 +75,6 @@ def register_input_type_rule(domain: str, fn: Callable) -> None:
 
 
 def expected_input_dtypes(node) -> Optional[list]:
-    if node.domain not in _providers:
-        _load_builtin_domain(node.domain)
+    _load_builtin_domain(node.domain)
     fn = _input_type_rules.get(node.domain)
     return fn(node) if fn else None

@@ -119,10 +119,6 @@ class Shape:
     def __init__(self, dims: Optional[Iterable[Optional[int]]]):
         self.dims = None if dims is None else tuple(None if d is None or d < 0 else int(d) for d in dims)
 
-    @staticmethod
-    def unknown() -> "Shape":
-        return Shape(None)
-
     @property
     def rank(self) -> Optional[int]:
         return None if self.dims is None else len(self.dims)
@@ -144,13 +140,6 @@ class Shape:
 
     def __hash__(self):
         return hash(self.dims)
-
-    def compatible_with(self, other: "Shape") -> bool:
-        if self.dims is None or other.dims is None:
-            return True
-        if len(self.dims) != len(other.dims):
-            return False
-        return all(a is None or b is None or a == b for a, b in zip(self.dims, other.dims))
 
     def text(self) -> str:
         """``?x224x3``; ``*`` for unknown rank; empty string for a scalar."""
@@ -275,9 +264,6 @@ class FuncRef:
 
     name: str
     attrs: tuple = ()  # sorted tuple of (key, value)
-
-    def attr_dict(self) -> dict:
-        return dict(self.attrs)
 
 
 @dataclass(frozen=True)
