@@ -34,11 +34,6 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t, out
 
 
-def median_time(fn, repeats: int) -> tuple[float, object]:
-    runs = [timed(fn) for _ in range(repeats)]
-    return statistics.median(t for t, _ in runs), runs[-1][1]
-
-
 def interleaved(fns, repeats: int) -> list[tuple[float, list[float], object]]:
     """Run ``fns`` in turn, ``repeats`` rounds; per fn: (median seconds, all times, last result)."""
     times = [[] for _ in fns]
@@ -155,7 +150,7 @@ def bench_scaling(sizes, tmp: str) -> None:
         pb = os.path.join(tmp, f"synthetic_{n}.pb")
         with open(pb, "wb") as f:
             f.write(gd.SerializeToString())
-        t, after = median_time(lambda: graphir_compile(pb, os.path.join(tmp, f"synthetic_{n}.opt.pb")), 1)
+        t, after = timed(lambda: graphir_compile(pb, os.path.join(tmp, f"synthetic_{n}.opt.pb")))
         print(f"synthetic {len(gd.node):>7} nodes  graphir {t:8.3f} s  ({t / len(gd.node) * 1e6:6.1f} us/node)"
               f" -> {after} nodes", flush=True)
 

@@ -73,22 +73,6 @@ def _tf():
 
 
 # ---------------------------------------------------------------------------------------------- compile
-def _compile_kwargs(a) -> dict:
-    """Keyword arguments for graphir.compile() from the parsed command line."""
-    # Given on the command line, --precisions beats a YAML config's (a list marks it explicit, see lpot).
-    from .compiler import parse_precisions
-
-    prec = "fp32" if a.precisions is None else parse_precisions(a.precisions)
-    kw = dict(precisions=prec, passes=a.passes, target=a.target, config=a.config, fp32_ops=a.fp32_ops,
-              bf16_ops=a.bf16_ops, dump_dir=a.dump_dir, print_ir_after_all=a.print_ir_after_all,
-              print_ir_after=a.print_ir_after or [])
-    if a.workers is not None:
-        if a.config is None:
-            raise ConfigError("--workers only applies to accuracy-driven tuning; use it with --config")
-        kw["workers"] = a.workers
-    return kw
-
-
 def cmd_compile(a) -> int:
     t0 = time.perf_counter()
     from . import compiler
@@ -101,23 +85,27 @@ def cmd_compile(a) -> int:
     if a.target not in compiler.TARGETS:
         raise ConfigError(f"unknown --target {a.target!r}; expected one of {', '.join(compiler.TARGETS)}")
     try:
-        precisions = compiler.parse_precisions(a.precisions or "fp32")
+        # Given on the command line, --precisions beats a YAML config's (a list marks it explicit, see lpot).
+        asked = None if a.precisions is None else compiler.parse_precisions(a.precisions)
     except ConfigError as e:
         raise ConfigError("--precisions: " + str(e).split(": ", 1)[-1]) from None  # not "precisions[0]"
     inputs, outputs = _names(a.inputs, "--inputs"), _names(a.outputs, "--outputs")
-    for flag in ("fp32_ops", "bf16_ops"):
-        if getattr(a, flag) is not None:
-            setattr(a, flag, compiler.split_list(getattr(a, flag)))
     if a.config is not None and not os.path.isfile(a.config):
         raise ConfigError(f"{a.config}: no such config file")
-    if a.workers is not None and a.workers < 1:
-        raise ConfigError("--workers must be >= 1")
+    kw = dict(precisions=asked or "fp32", passes=a.passes, target=a.target, config=a.config,
+              fp32_ops=a.fp32_ops, bf16_ops=a.bf16_ops, dump_dir=a.dump_dir,
+              print_ir_after_all=a.print_ir_after_all, print_ir_after=a.print_ir_after or [])
+    if a.workers is not None:
+        if a.workers < 1:
+            raise ConfigError("--workers must be >= 1")
+        if a.config is None:
+            raise ConfigError("--workers only applies to accuracy-driven tuning; use it with --config")
+        kw["workers"] = a.workers
     if a.dim < 1:
         raise ConfigError("--dim must be >= 1")
     if (a.rtol is not None and a.rtol < 0) or (a.atol is not None and a.atol < 0):
         raise ConfigError("--rtol and --atol must be >= 0")
     check_output_path(a.output, a.model, fmt)
-    kw = _compile_kwargs(a)
 
     _tf()
     import graphir
@@ -127,6 +115,8 @@ def cmd_compile(a) -> int:
 
     require_runnable(original, a.model)
     result = graphir.compile(original, **kw)
+    # The effective precisions: a YAML config or the target may have changed what was asked for.
+    effective = result.report.get("precisions", asked or ["fp32"])
     unknown = original.meta.get("tf.unknown_ops")
     if a.verify and unknown:
         ops = sorted({original.node(n).op_type for n in unknown if n in original})
@@ -135,8 +125,7 @@ def cmd_compile(a) -> int:
     elif a.verify:
         from .runtime_check.check import check_graphs
 
-        # The effective precisions: a YAML config or the target may have changed what was asked for.
-        rtol, atol = BF16_TOL if "bf16" in result.report.get("precisions", precisions) else FP32_TOL
+        rtol, atol = BF16_TOL if "bf16" in effective else FP32_TOL
         rtol = a.rtol if a.rtol is not None else rtol
         atol = a.atol if a.atol is not None else atol
         rep = check_graphs(original, result.ir, rtol=rtol, atol=atol, samples=1, dim=a.dim)
@@ -160,7 +149,7 @@ def cmd_compile(a) -> int:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     for w in result.report.get("warnings", []):
         print(f"graphir: warning: {_one_line(w)}", file=sys.stderr)
-    prec = ",".join(result.report.get("precisions", precisions))
+    prec = ",".join(effective)
     st = result.report.get("precision_stats")
     if st and "bf16" in prec:  # what the graph runs in, not only what was asked for
         prec += f": {sum(int(v[1]) for v in st['ops'].values())} nodes in bf16"
@@ -201,11 +190,12 @@ def cmd_check(a) -> int:
     check_model_path(a.original)
     check_model_path(a.optimized)
     inputs, outputs = _names(a.inputs, "--inputs"), _names(a.outputs, "--outputs")
+    from .runtime_check.check import check_models, check_options
+
+    check_options(a.rtol, a.atol, a.samples, a.dim)
     if a.inputs_npz is not None and not os.path.isfile(a.inputs_npz):
         raise GraphirError(f"{a.inputs_npz}: no such inputs file")
     _tf()
-    from .runtime_check.check import check_models
-
     rep = check_models(a.original, a.optimized, inputs_npz=a.inputs_npz, rtol=a.rtol, atol=a.atol,
                        samples=a.samples, dim=a.dim, seed=a.seed, inputs=inputs, outputs=outputs)
     sys.stdout.write(rep.format())

@@ -10,9 +10,9 @@ from typing import Any, Optional, Sequence, Union
 
 from .errors import ConfigError
 from .ir import Graph
+from .runtime_check.target import TARGETS
 
 PRECISIONS = ("bf16", "fp32")
-TARGETS = ("native", "avx512_bf16", "amx_bf16", "generic")
 
 
 def parse_precisions(precisions: Union[str, Sequence[str], None]) -> list[str]:
@@ -130,16 +130,16 @@ def compile(
     from .transforms.pass_manager import gc_paused
 
     with gc_paused():
+        # load() returns a graph of our own (a copy when given a Graph), so the pipeline may change it.
         graph = load(model, inputs, outputs)
-        return compile_graph(graph, opts)
+        return compile_graph(graph, opts, original=model if isinstance(model, Graph) else None)
 
 
-def compile_graph(graph: Graph, opts: CompileOptions) -> OptimizedModel:
-    """Run the pipeline on an already loaded graph (which is left untouched)."""
+def compile_graph(graph: Graph, opts: CompileOptions, original: Optional[Graph] = None) -> OptimizedModel:
+    """Run the pipeline on ``graph``, changing it in place; ``original`` is kept on the result."""
     from .transforms.pass_manager import PassManager, default_pipeline
 
-    original = graph
-    graph = graph.copy()
+    nodes_before = len(graph)
     log = opts.log or sys.stderr
     report: dict[str, Any] = {"precisions": list(opts.precisions), "warnings": []}
     pipeline = default_pipeline(opts, report) if opts.passes is None else opts.passes
@@ -160,6 +160,6 @@ def compile_graph(graph: Graph, opts: CompileOptions) -> OptimizedModel:
         finalize_precision_stats(graph, prec)
         report["warnings"].extend(prec.pop("warnings", []))
         report.update(prec)
-    report["nodes_before"] = len(original)
+    report["nodes_before"] = nodes_before
     report["nodes_after"] = len(graph)
     return OptimizedModel(graph, original, report)

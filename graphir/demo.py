@@ -27,14 +27,12 @@ def histogram_delta(before: dict, after: dict) -> list[str]:
 
 
 def accuracy(graph, x, y) -> float:
-    from .runtime_check.runner import Runner
+    """Top-1 accuracy, scored as the tuner scores a ``topk`` metric (one batch of all of ``x``)."""
+    from .compiler import OptimizedModel
+    from .data import evaluate
+    from .metrics import TopK
 
-    runner = Runner(graph)
-    try:
-        (probs,) = runner({graph.inputs[0].name: x})
-    finally:
-        runner.close()
-    return float(np.mean(np.argmax(probs, axis=-1) == y))
+    return evaluate(OptimizedModel(graph), [(x, y)], TopK(1))
 
 
 def main(argv=None) -> int:

@@ -153,13 +153,11 @@ def compile_with_config(model, config=None, *, precisions=None, inputs=None, out
 
 
 def _check_only(builder, evaluate, crit, metric_name, cfg, log):
-    from .tuning import _seed
+    from .tuning import run_trial
 
-    _seed(cfg.random_seed)
-    base = float(evaluate(builder.baseline()))
-    model = builder.build(frozenset())
-    _seed(cfg.random_seed)
-    value = float(evaluate(model))
+    base = run_trial(builder, evaluate, None, cfg.random_seed)["metric"]
+    res = run_trial(builder, evaluate, frozenset(), cfg.random_seed, keep_model=True)
+    model, value = res["model"], res["metric"]
     met = crit.met(base, value)
     model.report["tuning"] = {"baseline": base, "metric": value, "met": met, "fp32_fallbacks": [],
                               "trials": 1, "metric_name": metric_name, "criterion": crit.text()}
@@ -210,19 +208,15 @@ class Graph_Optimization:
             from .quiet import import_tf_quietly
 
             import_tf_quietly()
-        evaluating = self.eval_func is not None or self.eval_dataloader is not None or (
-            self.conf is not None and self.conf.has_evaluation)
-        if self.conf is None and not evaluating:
+        if self.conf is None and self.eval_func is None and self.eval_dataloader is None:
             from .compiler import compile as compile_model
 
             return compile_model(self.model, precisions=self.precisions or "fp32", inputs=self.input,
                                  outputs=self.output, target=self.target, fp32_ops=self.fp32_ops,
                                  bf16_ops=self.bf16_ops, **self.options)
-        precisions = self.precisions
-        if precisions is None and (self.conf is None or self.conf.precisions is None):
-            precisions = "fp32"
-        return compile_with_config(self.model, self.conf if self.conf is not None else Config(),
-                                   precisions=_explicit(precisions), inputs=self.input, outputs=self.output,
+        # Unset precisions: the YAML's, else fp32 (compile_with_config's defaults).
+        return compile_with_config(self.model, self.conf, precisions=_explicit(self.precisions),
+                                   inputs=self.input, outputs=self.output,
                                    target=self.target, fp32_ops=self.fp32_ops, bf16_ops=self.bf16_ops,
                                    eval_func=self.eval_func, eval_dataloader=self.eval_dataloader,
                                    metric=self.metric, workers=self.workers, **self.options)

@@ -1,7 +1,7 @@
 """Accuracy metrics for the tuner: top-k accuracy and MSE / RMSE / MAE, accumulated batch by batch."""
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
 import numpy as np
 
@@ -108,7 +108,3 @@ def make_metric(spec: Union[None, str, dict, Metric] = None) -> Metric:
     if key:
         return {"MSE": MSE, "RMSE": RMSE, "MAE": MAE}[key]()
     raise ConfigError(f"metric: unknown metric {name!r}; expected one of topk, MSE, RMSE, MAE")
-
-
-def metric_higher_is_better(spec: Optional[Union[str, dict, Metric]]) -> bool:
-    return make_metric(spec).higher_is_better

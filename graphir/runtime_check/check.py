@@ -231,15 +231,20 @@ def check_graphs(original: Graph, optimized: Graph, *, feeds_list: Optional[list
     return report
 
 
+def check_options(rtol: float, atol: float, samples: int, dim: int) -> None:
+    """Bounds of the numeric options; needs no TensorFlow, so the CLI checks them before importing it."""
+    if rtol < 0 or atol < 0:
+        raise GraphirError("--rtol and --atol must be >= 0")
+    if samples < 1 or dim < 1:
+        raise GraphirError("--samples and --dim must be >= 1")
+
+
 def check_models(original, optimized, *, inputs_npz: Optional[str] = None, rtol: float = 1e-5, atol: float = 1e-6,
                  samples: int = 1, dim: int = 4, seed: int = 0, inputs=None, outputs=None) -> CheckReport:
     """Load two models (paths or graphs) and compare them; see :func:`check_graphs`."""
     from .. import load
 
-    if rtol < 0 or atol < 0:
-        raise GraphirError("--rtol and --atol must be >= 0")
-    if samples < 1 or dim < 1:
-        raise GraphirError("--samples and --dim must be >= 1")
+    check_options(rtol, atol, samples, dim)
     arrays = load_npz(inputs_npz) if inputs_npz else None
     g_a = load(original, inputs, outputs)
     g_b = load(optimized, inputs, outputs)
