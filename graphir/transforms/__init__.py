@@ -11,15 +11,13 @@ PASS_MODULES = [
     "fold_batch_norms", "simplify_arithmetic", "dce", "fuse_bias_activation",
     "auto_mixed_precision", "cast_cleanup",
 ]
-# Other packages (e.g. the bf16 passes) append their module paths here.
-EXTRA_PASS_MODULES: list[str] = []
 _loaded: set[str] = set()
 
 
 def _load_all() -> None:
-    for m in PASS_MODULES + EXTRA_PASS_MODULES:
+    for m in PASS_MODULES:
         if m not in _loaded:
-            importlib.import_module(m if "." in m else f"{__name__}.{m}")
+            importlib.import_module(f"{__name__}.{m}")
             _loaded.add(m)
 
 

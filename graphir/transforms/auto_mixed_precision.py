@@ -7,6 +7,7 @@ read in bf16 are stored as bf16.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -19,6 +20,7 @@ from ..ir import Graph
 from ..ir.types import DType, bf16, f32
 from .base import Pass, PassResult, register_pass
 from .cast_cleanup import CastCleanup
+from .patterns import protected
 
 UNKNOWN_BYTES = 1 << 16   # cost of converting a tensor of unknown rank
 UNKNOWN_FLOPS = 1 << 40   # compute of unknown size counts as big
@@ -93,12 +95,7 @@ def node_plan(node) -> Optional[_Plan]:
 def value_bytes(v) -> int:
     """fp32 bytes of a value from its static shape; unknown dims (batch) count as 1."""
     dims = v.shape.dims
-    if dims is None:
-        return UNKNOWN_BYTES
-    n = 4
-    for d in dims:
-        n *= d or 1
-    return n
+    return UNKNOWN_BYTES if dims is None else 4 * math.prod(d or 1 for d in dims)
 
 
 def _dims(v):
@@ -112,27 +109,18 @@ def node_flops(node) -> int:
     ins = [_dims(v) for v in node.inputs]
     if out is None or any(d is None for d in ins[:2]):
         return UNKNOWN_FLOPS
-    n_out = 1
-    for d in out:
-        n_out *= d
+    n_out = math.prod(out)
     try:
         if op in ("MatMul", "_FusedMatMul"):
             return 2 * n_out * ins[0][0 if node.attrs.get("transpose_a") else 1]
         if op.startswith("BatchMatMul"):
             return 2 * n_out * ins[0][-2 if node.attrs.get("adj_x") else -1]
         if op in ("Conv2D", "Conv3D", "_FusedConv2D"):
-            f = ins[1]
-            k = 1
-            for d in f[:-1]:
-                k *= d
-            return 2 * n_out * k
+            return 2 * n_out * math.prod(ins[1][:-1])
         if op == "DepthwiseConv2dNative":
             return 2 * n_out * ins[1][0] * ins[1][1]
         if op in ("Conv2DBackpropInput", "Conv3DBackpropInputV2"):
-            k = 1
-            for d in ins[1]:
-                k *= d
-            return 2 * k * (n_out // max(1, ins[1][-2]))
+            return 2 * math.prod(ins[1]) * (n_out // max(1, ins[1][-2]))
         if op == "Einsum":
             eq = node.attrs.get("equation", b"")
             eq = eq.decode() if isinstance(eq, bytes) else str(eq)
@@ -141,13 +129,15 @@ def node_flops(node) -> int:
             for term, shape in zip(lhs, ins):
                 for ch, d in zip(term[::-1], shape[::-1]):
                     sizes[ch] = d
-            total = 2
-            for d in sizes.values():
-                total *= d
-            return max(total, 2 * n_out)
+            return max(2 * math.prod(sizes.values()), 2 * n_out)
     except (IndexError, TypeError):
         return UNKNOWN_FLOPS
     return 2 * n_out
+
+
+def _compute_flops(graph: Graph, names) -> int:
+    """FLOPs of the compute-class nodes among ``names``."""
+    return sum(node_flops(n) for n in map(graph.node, names) if P.precision_class(n.op_type) == "compute")
 
 
 def _matches(node, entries: set) -> bool:
@@ -188,8 +178,7 @@ class AutoMixedPrecision(Pass):
         before = _weights_and_casts(graph)
         bf16_nodes, reasons, regions = self.solve(graph, fp32_ops, bf16_ops)
         measured = None
-        flops = sum(node_flops(graph.node(n)) for n in bf16_nodes
-                    if P.precision_class(graph.node(n).op_type) == "compute")
+        flops = _compute_flops(graph, bf16_nodes)
         report["bf16_flops_per_sample"] = flops
         # Above SURE_FLOPS the matmul/conv savings dwarf any cast or overhead; measuring would only cost time.
         # A user's --bf16-ops is a decision, not a hint: measuring would only second-guess it.
@@ -221,7 +210,7 @@ class AutoMixedPrecision(Pass):
         """Returns (bf16 node names, {fp32 node: reason}, unprofitable regions)."""
         fp32_ops, bf16_ops = set(fp32_ops), set(bf16_ops)
         plans = {n.name: p for n in graph.nodes() if (p := node_plan(n)) is not None}
-        boundary = {p.value.node.name for p in graph.inputs + graph.outputs}
+        boundary = protected(graph)
         fixed: dict[str, str] = {}   # name -> "bf16" | reason it is fp32
         for name, plan in plans.items():
             node = graph.node(name)
@@ -282,8 +271,7 @@ class AutoMixedPrecision(Pass):
             compute = sorted(n for n in comp if fixed.get(n) == "bf16" and not _matches(graph.node(n), bf16_ops))
             if not compute:
                 continue
-            flops = sum(node_flops(graph.node(n)) for n in comp
-                        if P.precision_class(graph.node(n).op_type) == "compute")
+            flops = _compute_flops(graph, comp)
             cast = _region_cast_bytes(graph, plans, comp)
             if flops < self.min_region_flops or flops < self.flops_per_cast_byte * cast:
                 bad.append({"nodes": sorted(comp), "compute": compute,
@@ -471,11 +459,9 @@ def measure_speedup(fp32_graph: Graph, bf16_graph: Graph, max_runs: int = 50, mi
     """fp32 median / bf16 median latency on random inputs (unknown dims = MEASURE_BATCH): interleaved
     runs, at least 7 and ``min_s`` seconds (fast graphs are noisy), at most ``max_runs`` or ``budget_s``
     (but 3 runs); None if the graphs cannot run here."""
-    try:
-        from ..runtime_check.runner import Runner, random_inputs
-    except ImportError:
-        return None
     import statistics
+
+    from ..runtime_check.runner import Runner, random_inputs
 
     ra = rb = None
     try:
@@ -541,7 +527,7 @@ def _escape(names) -> str:
 
 
 def extend_pipeline(passes: list, opts, report: dict) -> list:
-    """Pipeline extender: resolve the target and append the bf16 pass when bf16 survives it."""
+    """Resolve the target and append the bf16 pass to ``passes`` when bf16 survives it."""
     if "bf16" not in getattr(opts, "precisions", ()):
         return passes
     from ..runtime_check.target import resolve
@@ -569,17 +555,3 @@ def check_overrides_names(names) -> None:
     for n in names:
         if any(c in n for c in ",;{}"):
             raise ConfigError(f"--fp32-ops/--bf16-ops: {n!r} contains one of , ; {{ }}")
-
-
-def _register() -> None:
-    from . import EXTRA_PASS_MODULES
-    from .pass_manager import PIPELINE_EXTENDERS
-
-    if extend_pipeline not in PIPELINE_EXTENDERS:
-        PIPELINE_EXTENDERS.append(extend_pipeline)
-    for m in (__name__, CastCleanup.__module__):
-        if m not in EXTRA_PASS_MODULES:
-            EXTRA_PASS_MODULES.append(m)
-
-
-_register()

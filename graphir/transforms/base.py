@@ -6,7 +6,6 @@ graph through the IR API and returns a :class:`PassResult`. The one rule: a pass
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar, Type
 
@@ -31,10 +30,6 @@ class Pass:
 
     def run(self, graph: Graph) -> PassResult:  # pragma: no cover - abstract
         raise NotImplementedError
-
-    @classmethod
-    def options(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
 
 
 PASSES: dict[str, Type[Pass]] = {}

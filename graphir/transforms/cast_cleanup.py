@@ -89,8 +89,7 @@ class CastCleanup(Pass):
     def _fold_const(graph: Graph, cast, const_node, const: Tensor, dst: DType) -> None:
         arr = np.asarray(const.numpy()).astype(dst.np)
         value = Tensor(dst, const.shape, arr)
-        only_user = [u for u in graph.users(const_node)] == [cast] and not graph.is_signature_node(const_node)
-        if only_user and len(graph.uses(const_node.outputs[0])) == 1:
+        if graph.uses(const_node.outputs[0]) == [(cast, 0)] and not graph.is_signature_node(const_node):
             # Retype in place so the weight keeps its name.
             const_node.attrs["value"] = value
             const_node.attrs["dtype"] = dst

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..ir import FuncRef, Graph, Tensor
 from .base import Pass, PassResult, register_pass
-from .patterns import input_nodes, protected
+from .patterns import input_nodes, move_control_users, protected
 
 
 def hashable(v):
@@ -28,17 +28,13 @@ def hashable(v):
 def _fingerprint(t: Tensor):
     """Cheap content sample of a constant; equal constants always have equal fingerprints."""
     a = t.numpy()
-    if a.dtype == object or a.nbytes <= 4096:
-        return hashable_tensor_bytes(a)
+    if a.dtype == object:
+        return tuple(x if isinstance(x, bytes) else str(x) for x in a.reshape(-1))
+    if a.nbytes <= 4096:
+        return np.ascontiguousarray(a).tobytes()
     flat = a.reshape(-1)
     step = max(1, flat.size // 61)
     return np.ascontiguousarray(flat[::step]).tobytes() + np.ascontiguousarray(flat[-3:]).tobytes()
-
-
-def hashable_tensor_bytes(a: np.ndarray):
-    if a.dtype == object:
-        return tuple(x if isinstance(x, bytes) else str(x) for x in a.reshape(-1))
-    return np.ascontiguousarray(a).tobytes()
 
 
 @register_pass
@@ -49,21 +45,10 @@ class CSE(Pass):
     unknown and graph-input nodes are never merged; a graph output node is never merged away."""
 
     name = "cse"
-    # One sweep in topological order is already a fixed point (every input is canonical before its
-    # readers are numbered); more sweeps only re-check that.
-    max_iterations: int = 1
 
     def run(self, graph: Graph) -> PassResult:
-        merged = consts = 0
-        for _ in range(self.max_iterations):
-            m, c = self._once(graph)
-            merged += m
-            consts += c
-            if not m:
-                break
-        return PassResult.of(nodes_merged=merged, constants_merged=consts)
-
-    def _once(self, graph: Graph) -> tuple[int, int]:
+        # One sweep in topological order is a fixed point: every input is canonical before its readers
+        # are numbered.
         sig = protected(graph)
         skip = input_nodes(graph)
         table: dict = {}
@@ -95,11 +80,8 @@ class CSE(Pass):
                 continue
             for old, new in zip(n.outputs, canon.outputs):
                 graph.replace_all_uses_with(old, new, outputs=False)
-            for u in graph.control_users(n):
-                graph.remove_control_input(u, n)
-                if u is not canon:
-                    graph.add_control_input(u, canon)
+            move_control_users(graph, n, [canon])
             graph.remove_node(n, forward_control=False)
             merged += 1
             consts += t is not None
-        return merged, consts
+        return PassResult.of(nodes_merged=merged, constants_merged=consts)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from ..ir import Graph
 from .base import Pass, PassResult, register_pass
+from .patterns import remove_unreachable
 
 
 @register_pass
@@ -20,11 +21,8 @@ class DCE(Pass):
 
     def run(self, graph: Graph) -> PassResult:
         controls = self._drop_pure_controls(graph) if self.drop_pure_controls else 0
-        roots = [p.value.node for p in graph.outputs] + [p.value.node for p in graph.inputs]
-        roots += [n for n in graph.nodes() if n.info.side_effecting]
-        live = graph.ancestors(roots)
-        dead = [n for n in graph.nodes() if n.name not in live]
-        return PassResult.of(nodes_removed=graph.remove_nodes(dead), controls_removed=controls)
+        removed = remove_unreachable(graph, [n for n in graph.nodes() if n.info.side_effecting])
+        return PassResult.of(nodes_removed=removed, controls_removed=controls)
 
     @staticmethod
     def _drop_pure_controls(graph: Graph) -> int:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir import Graph, Node, Tensor
+from ..ir import Graph, Node
 from .base import Pass, PassResult, register_pass
 from .patterns import add_const, input_nodes, protected, remove_dead
 from .tf_eval import evaluate
@@ -105,8 +105,7 @@ class FoldConstants(Pass):
             a = np.asarray(a)
             if a.nbytes > self._limit(node):
                 continue
-            c = add_const(graph, Tensor.from_array(a, v.dtype).numpy(), f"{node.name}/folded_{v.index}",
-                          dtype=v.dtype, like=node)
+            c = add_const(graph, a, f"{node.name}/folded_{v.index}", dtype=v.dtype, like=node)
             graph.replace_all_uses_with(v, c.outputs[0], outputs=True)
             if v.index == 0:
                 heir = c

@@ -6,10 +6,11 @@ grappler remapper emits for CPU; their kernels are in every TF build.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from ..ir import Graph, Node, Value
+from ..runtime_check.target import onednn_enabled
 from .base import Pass, PassResult, register_pass
+from .patterns import sole_use
 
 # op -> (fused op, activations its CPU kernel supports)
 FUSABLE = {
@@ -25,17 +26,6 @@ KEEP_ATTRS = {
 }
 
 
-@lru_cache(maxsize=1)
-def onednn_enabled() -> bool:
-    """Residual ``Add`` fusion only has a kernel in oneDNN builds (where TF rewrites to _MklFusedConv2D)."""
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except Exception:  # pragma: no cover
-        return False
-
-
 @register_pass
 @dataclass
 class FuseBiasActivation(Pass):
@@ -44,7 +34,9 @@ class FuseBiasActivation(Pass):
     BiasAdd's only reader, is one fused op named like the last node it replaces."""
 
     name = "fuse-bias-activation"
-    fuse_add: str = "auto"   # "auto" (when TF has oneDNN), "true" or "false"
+    # "auto", "true" or "false". Residual Add fusion only has a kernel in oneDNN builds (where TF rewrites
+    # to _MklFusedConv2D); "auto" fuses it when TF has oneDNN on.
+    fuse_add: str = "auto"
 
     def run(self, graph: Graph) -> PassResult:
         add_ok = onednn_enabled() if self.fuse_add == "auto" else self.fuse_add.lower() in ("1", "true", "yes")
@@ -56,11 +48,8 @@ class FuseBiasActivation(Pass):
 
     @staticmethod
     def _sole_reader(graph: Graph, v: Value):
-        uses = graph.uses(v)
-        if len(uses) != 1 or graph.is_output(v) or graph.control_users(v.node):
-            return None
-        u, slot = uses[0]
-        return None if u.control_inputs or u.domain != "tf" else (u, slot)
+        use = sole_use(graph, v)
+        return None if use is None or use[0].control_inputs or use[0].domain != "tf" else use
 
     def _fuse(self, graph: Graph, n: Node, add_ok: bool) -> int:
         fused_op, acts = FUSABLE[n.op_type]

@@ -9,7 +9,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, TextIO, Union
+from typing import Optional, Sequence, TextIO, Union
 
 from ..errors import ConfigError, GraphirError
 from ..ir import Graph, VerificationError, verify
@@ -110,7 +110,6 @@ def parse_pipeline(text: str) -> list[Pass]:
     return passes
 
 
-
 class PassManager:
     """Runs passes in order; verifies, prints, dumps and times after each."""
 
@@ -209,21 +208,15 @@ FP32_PIPELINE = [
     "fold-batch-norms", "cse", "simplify-arithmetic", "dce", "fuse-bias-activation",
 ]
 
-# Pipeline extenders: ``fn(passes: list[str], opts, report) -> list[str]``, appended by other modules
-# (e.g. the bf16 conversion inserts its passes). They run in registration order.
-PIPELINE_EXTENDERS: list[Callable] = []
-
 
 def default_pipeline(opts, report: Optional[dict] = None) -> str:
     """The pipeline ``graphir.compile`` runs for ``opts.precisions`` (a comma-separated string)."""
     passes = list(FP32_PIPELINE)
-    bf16 = "bf16" in getattr(opts, "precisions", ())
-    if bf16:
-        from . import auto_mixed_precision  # noqa: F401  (registers its pipeline extender on import)
+    if "bf16" in getattr(opts, "precisions", ()):
+        from .auto_mixed_precision import extend_pipeline
+
         # TF's fused conv/matmul ops have no bf16 kernels: fuse only what stays f32, after conversion.
         passes.remove("fuse-bias-activation")
-    for ext in PIPELINE_EXTENDERS:
-        passes = list(ext(passes, opts, report if report is not None else {}))
-    if bf16:
+        passes = extend_pipeline(passes, opts, report if report is not None else {})
         passes.append("fuse-bias-activation")
     return ",".join(passes)

@@ -1,6 +1,7 @@
 """Small helpers shared by passes: constant access, node builders, dead-node cleanup, rewrite rules."""
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
@@ -33,7 +34,34 @@ def input_nodes(graph: Graph) -> set[str]:
 
 def protected(graph: Graph) -> set[str]:
     """Names of nodes that carry the graph signature (inputs and outputs)."""
-    return {p.value.node.name for p in graph.inputs} | {p.value.node.name for p in graph.outputs}
+    return {p.value.node.name for p in itertools.chain(graph.inputs, graph.outputs)}
+
+
+def remove_unreachable(graph: Graph, extra_roots: Iterable[Node] = ()) -> int:
+    """Remove every node that neither a graph input or output nor one of ``extra_roots`` depends on
+    (by data or control edges). Returns the number removed."""
+    roots = [p.value.node for p in itertools.chain(graph.inputs, graph.outputs)] + list(extra_roots)
+    live = graph.ancestors(roots)
+    return graph.remove_nodes([n for n in graph.nodes() if n.name not in live])
+
+
+def sole_use(graph: Graph, v: Value) -> Optional[tuple[Node, int]]:
+    """(reader, slot) when that is the only use of ``v``, ``v`` is not a graph output and its producer has
+    no control users (so rewriting the pair changes nothing else); else None."""
+    uses = graph.uses(v)
+    if len(uses) != 1 or graph.is_output(v) or graph.control_users(v.node):
+        return None
+    return uses[0]
+
+
+def move_control_users(graph: Graph, node: Node, srcs: Iterable[Node]) -> None:
+    """Make every control user of ``node`` wait on ``srcs`` instead (a user never on itself)."""
+    srcs = list(srcs)
+    for u in graph.control_users(node):
+        graph.remove_control_input(u, node)
+        for s in srcs:
+            if s is not u:
+                graph.add_control_input(u, s)
 
 
 def is_removable(graph: Graph, node: Node, keep: set[str]) -> bool:

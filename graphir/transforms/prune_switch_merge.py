@@ -8,7 +8,7 @@ import numpy as np
 
 from ..ir import Graph, Node, Value
 from .base import Pass, PassResult, register_pass
-from .patterns import add_const, const_array, input_nodes, protected
+from .patterns import add_const, const_array, move_control_users, protected
 
 SWITCH = {"Switch", "RefSwitch"}
 MERGE = {"Merge", "RefMerge"}
@@ -35,14 +35,11 @@ class PruneSwitchMerge(Pass):
     name = "prune-switch-merge"
 
     def run(self, graph: Graph) -> PassResult:
-        inputs = input_nodes(graph)
         defaults = switches = removed = 0
         for n in list(graph.nodes()):
-            if n.op_type == "PlaceholderWithDefault" and n.name not in inputs and not graph.is_signature_node(n):
+            if n.op_type == "PlaceholderWithDefault" and not graph.is_signature_node(n):
                 graph.replace_all_uses_with(n.outputs[0], n.inputs[0], outputs=False)
-                for u in graph.control_users(n):
-                    graph.remove_control_input(u, n)
-                    graph.add_control_input(u, n.inputs[0].node)
+                move_control_users(graph, n, [n.inputs[0].node])
                 graph.remove_node(n, forward_control=False)
                 defaults += 1
         has_switch = any(n.op_type in SWITCH for n in graph.nodes())

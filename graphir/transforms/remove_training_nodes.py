@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..ir import Graph, Node
 from .base import Pass, PassResult, register_pass
-from .patterns import protected, remove_dead
+from .patterns import move_control_users, protected, remove_dead
 
 # Debug-only ops with side effects nobody needs at inference; value: the data input they pass through.
 DEBUG_ONLY = {"Assert": None, "Print": 0, "PrintV2": None, "NoOp": None}
@@ -60,11 +60,7 @@ class RemoveTrainingNodes(Pass):
         elif any(graph.uses(v) for v in node.outputs):
             return False
         # Control users inherit the op's own control inputs, not its data inputs (those only fed the check).
-        for u in graph.control_users(node):
-            graph.remove_control_input(u, node)
-            for c in node.control_inputs:
-                if c is not u:
-                    graph.add_control_input(u, c)
+        move_control_users(graph, node, node.control_inputs)
         feeders = [v.node for v in node.inputs]
         graph.remove_node(node, forward_control=False)
         remove_dead(graph, feeders, keep)

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..ir import Graph, Node, Value
 from .base import Pass, PassResult, register_pass
-from .patterns import RuleSet, add_const, const_array, rewrite_fixed_point, rule
+from .patterns import RuleSet, add_const, const_array, remove_dead, rewrite_fixed_point, rule, sole_use
 
 
 def _bypass(graph: Graph, node: Node, value: Value) -> bool:
@@ -20,27 +20,8 @@ def _bypass(graph: Graph, node: Node, value: Value) -> bool:
             value.shape.rank != out.shape.rank:
         return False
     graph.replace_all_uses_with(out, value, outputs=False)
-    _drop(graph, node)
+    remove_dead(graph, [node])
     return True
-
-
-def _drop(graph: Graph, node: Node) -> None:
-    if node.graph is graph and not any(graph.has_uses(v) for v in node.outputs) \
-            and not graph.control_users(node) and not graph.is_signature_node(node):
-        feeders = [v.node for v in node.inputs]
-        graph.remove_node(node, forward_control=False)
-        for f in feeders:
-            _drop_if_dead_const(graph, f)
-
-
-def _drop_if_dead_const(graph: Graph, n: Node) -> None:
-    if n.graph is graph and n.const_value() is not None and not graph.users(n) \
-            and not graph.control_users(n) and not graph.is_signature_node(n):
-        graph.remove_node(n, forward_control=False)
-
-
-def _single_use(graph: Graph, v: Value) -> bool:
-    return len(graph.uses(v)) == 1 and not graph.is_output(v) and not graph.control_users(v.node)
 
 
 def _is_all(a, x) -> bool:
@@ -70,11 +51,11 @@ def reshape_noop(graph, n):
 @rule("Reshape")
 def reshape_of_reshape(graph, n):
     inner = n.inputs[0].node
-    if inner.op_type != "Reshape" or inner.domain != "tf" or not _single_use(graph, n.inputs[0]) \
+    if inner.op_type != "Reshape" or inner.domain != "tf" or sole_use(graph, n.inputs[0]) is None \
             or inner.control_inputs:
         return False
     graph.set_input(n, 0, inner.inputs[0])
-    _drop(graph, inner)
+    remove_dead(graph, [inner])
     return True
 
 
@@ -89,16 +70,15 @@ def transpose_of_transpose(graph, n):
     composed = p1[p2]
     if np.array_equal(composed, np.arange(len(composed))):
         if _bypass(graph, n, inner.inputs[0]):
-            _drop(graph, inner)
+            remove_dead(graph, [inner])
             return True
         return False
-    if not _single_use(graph, n.inputs[0]):
+    if sole_use(graph, n.inputs[0]) is None:
         return False
     old = n.inputs[1].node
     perm = add_const(graph, composed.astype(p2.dtype), f"{n.name}/perm", like=n)
     graph.set_inputs(n, [inner.inputs[0], perm.outputs[0]])
-    _drop(graph, inner)
-    _drop_if_dead_const(graph, old)
+    remove_dead(graph, [inner, old])
     return True
 
 
@@ -119,7 +99,7 @@ def squeeze_expand_pair(graph, n):
         return False
     ok = _bypass(graph, n, x)
     if ok:
-        _drop(graph, inner)
+        remove_dead(graph, [inner])
     return ok
 
 
@@ -137,7 +117,7 @@ def constant_chain(graph, n):
         inner = n.inputs[1 - s].node
         if c2 is None or inner.op_type not in _CHAIN or _CHAIN[inner.op_type] is not _CHAIN[n.op_type]:
             continue
-        if inner.domain != "tf" or inner.control_inputs or not _single_use(graph, n.inputs[1 - s]):
+        if inner.domain != "tf" or inner.control_inputs or sole_use(graph, n.inputs[1 - s]) is None:
             continue
         for t in (1, 0):
             c1 = const_array(inner.inputs[t])
@@ -148,8 +128,7 @@ def constant_chain(graph, n):
             old = n.inputs[s].node
             k = add_const(graph, c, f"{n.name}/folded", like=n)
             graph.set_inputs(n, [x, k.outputs[0]])
-            _drop(graph, inner)
-            _drop_if_dead_const(graph, old)
+            remove_dead(graph, [inner, old])
             return True
     return False
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from ..ir import Graph
 from .base import Pass, PassResult, register_pass
+from .patterns import remove_unreachable
 
 
 @register_pass
@@ -16,7 +17,4 @@ class StripUnused(Pass):
     name = "strip-unused"
 
     def run(self, graph: Graph) -> PassResult:
-        roots = [p.value.node for p in graph.outputs] + [p.value.node for p in graph.inputs]
-        live = graph.ancestors(roots)
-        dead = [n for n in graph.nodes() if n.name not in live]
-        return PassResult.of(nodes_removed=graph.remove_nodes(dead))
+        return PassResult.of(nodes_removed=remove_unreachable(graph))
