@@ -158,6 +158,15 @@ def test_dump_is_quiet_and_stable(tmp_path):
     assert '"input" = %input' in runs[0].stdout and '"probs" = %probs' in runs[0].stdout
 
 
+def test_dump_with_a_function_library_is_stable_across_processes(tmp_path, tf2_functional_gd):
+    # Protobuf map order varies from process to process; the library blob must still print the same.
+    path = tmp_path / "tf2.pb"
+    path.write_bytes(tf2_functional_gd.SerializeToString())
+    runs = [graphir("dump", str(path), cwd=tmp_path) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    assert "tf.library = " in runs[0].stdout and runs[0].stdout == runs[1].stdout
+
+
 def _accuracy_and_probs(graph):
     from graphir.runtime_check.runner import Runner
 

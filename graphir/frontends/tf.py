@@ -282,7 +282,7 @@ def from_graph_def(graph_def, inputs=None, outputs=None, name: str = "main", sig
         node = graph.add_node(nd.op, (), attrs, types, name=nd.name, device=nd.device, unique=False)
         for field in NODE_EXTRAS:
             if nd.HasField(field):
-                node.meta["tf." + field] = getattr(nd, field).SerializeToString()
+                node.meta["tf." + field] = getattr(nd, field).SerializeToString(deterministic=True)
         pending.append((node, nd.input))
     for node, ins in pending:
         data, ctrl = [], []
@@ -301,9 +301,9 @@ def from_graph_def(graph_def, inputs=None, outputs=None, name: str = "main", sig
         graph.attrs["tf.versions"] = {"producer": int(v.producer), "min_consumer": int(v.min_consumer),
                                       "bad_consumers": [int(x) for x in v.bad_consumers]}
     if graph_def.HasField("library") and graph_def.library.ByteSize():
-        graph.attrs["tf.library"] = graph_def.library.SerializeToString()
+        graph.attrs["tf.library"] = graph_def.library.SerializeToString(deterministic=True)
     if graph_def.HasField("debug_info"):
-        graph.meta["tf.debug_info"] = graph_def.debug_info.SerializeToString()
+        graph.meta["tf.debug_info"] = graph_def.debug_info.SerializeToString(deterministic=True)
     names = dict(signature_names or {})
     graph.inputs = [Port(names.get(v.name, v.name), v) for v in default_inputs(graph)]
     graph.outputs = [Port(names.get(v.name, v.name), v) for v in default_outputs(graph)]
