@@ -38,10 +38,12 @@ class FoldConstants(Pass):
         evaluable: set[str] = set()
         for n in order:
             if n.op_type in SHAPE_OPS and n.domain == "tf" and n.inputs and n.name not in keep_inputs:
-                c = self._fold_shape(graph, n)
-                if c is not None:
+                consts = self._fold_shape(graph, n)
+                if consts:
+                    # Every output's constant (ShapeN has several) lets its readers fold in this run.
                     shapes += 1
-                    n = c
+                    evaluable.update(c.name for c in consts)
+                    continue
             if self._evaluable(n, evaluable, keep_inputs):
                 evaluable.add(n.name)
 
@@ -117,30 +119,31 @@ class FoldConstants(Pass):
                 graph.rename(heir, node.name)
         return 1 if done else 0
 
-    def _fold_shape(self, graph: Graph, n: Node):
-        """Replace a Shape/Size/Rank/ShapeN of statically known input(s) by constants."""
+    def _fold_shape(self, graph: Graph, n: Node) -> list:
+        """Replace a Shape/Size/Rank/ShapeN of statically known input(s) by constants (returned; empty
+        when the shapes are not static)."""
         vals = []
         for i, v in enumerate(n.inputs):
             s = v.shape
             if n.op_type == "Rank":
                 if s.rank is None:
-                    return None
+                    return []
                 vals.append(s.rank)
             elif not s.is_static:
-                return None
+                return []
             elif n.op_type == "Size":
                 vals.append(s.num_elements())
             else:
                 vals.append(list(s.dims))
         if n.control_inputs or graph.control_users(n):
-            return None
-        heir = None
+            return []
+        consts = []
         for v, val in zip(n.outputs, vals):
             c = add_const(graph, np.asarray(val, dtype=v.dtype.np), f"{n.name}/folded_{v.index}", dtype=v.dtype,
                           like=n)
             graph.replace_all_uses_with(v, c.outputs[0], outputs=True)
-            heir = heir or c
+            consts.append(c)
         graph.remove_node(n, forward_control=False)
         if len(n.outputs) == 1:
-            graph.rename(heir, n.name)
-        return heir
+            graph.rename(consts[0], n.name)
+        return consts

@@ -87,3 +87,15 @@ def test_eager_and_session_evaluation_agree():
     out, _ = apply(FoldConstants(), g)
     assert set(ops(out)) <= {"Placeholder", "Const", "Mul", "Identity"}
     assert_same_outputs(g, out)
+
+
+def test_every_shape_n_output_folds_its_readers_in_one_run():
+    def fn(x):
+        s = tf.raw_ops.ShapeN(input=[tf.nn.relu(x), tf.zeros([4, 7])], name="shapes")
+        k = tf.cast(s[1] * 2, tf.float32, name="k")  # reads ShapeN:1
+        return x * tf.reduce_sum(k)
+    g = build(fn, [[2, 5]])
+    out, res = apply(FoldConstants(), g)
+    assert res.counts["shapes_folded"] == 1
+    assert not {"ShapeN", "Cast", "Sum"} & set(ops(out)) and ops(out).count("Mul") == 1, ops(out)
+    assert_same_outputs(g, out)
