@@ -37,7 +37,8 @@ class PruneSwitchMerge(Pass):
     def run(self, graph: Graph) -> PassResult:
         defaults = switches = removed = 0
         for n in list(graph.nodes()):
-            if n.op_type == "PlaceholderWithDefault" and not graph.is_signature_node(n):
+            # One with control inputs orders its readers after them; resolving it would lose that.
+            if n.op_type == "PlaceholderWithDefault" and not graph.is_signature_node(n) and not n.control_inputs:
                 graph.replace_all_uses_with(n.outputs[0], n.inputs[0], outputs=False)
                 move_control_users(graph, n, [n.inputs[0].node])
                 graph.remove_node(n, forward_control=False)

@@ -60,3 +60,18 @@ def test_empty_branch_pivot_is_not_a_model_output():
     out, _ = apply(PruneSwitchMerge(), ir)
     assert not {"Switch", "Merge", "PlaceholderWithDefault"} & set(ops(out))
     assert_same_outputs(ir, out, feeds={"x": np.arange(8, dtype=np.float32).reshape(2, 4)})
+
+
+def test_default_with_control_inputs_is_kept():
+    # Its readers run after its control inputs; replacing it by the default would drop that order.
+    def fn(x):
+        default = tf.constant([1.0, 2.0, 3.0])
+        chk = tf.raw_ops.Assert(condition=tf.reduce_all(x > -100.0), data=[x], name="chk")
+        with tf.control_dependencies([chk]):
+            d = tf.raw_ops.PlaceholderWithDefault(input=default, shape=[3], name="dflt")
+        return x * d
+    g = build(fn, [[3]])
+    assert g.node("dflt").control_inputs == (g.node("chk"),)
+    out, res = apply(PruneSwitchMerge(), g)
+    assert res.counts["defaults_resolved"] == 0 and "PlaceholderWithDefault" in ops(out)
+    assert_same_outputs(g, out)
