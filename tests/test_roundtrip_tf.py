@@ -71,7 +71,8 @@ def test_tf1_while_structure(tf1_while_gd):
 
 def test_tf2_functional_keeps_library(tf2_functional_gd):
     graph = from_graph_def(tf2_functional_gd)
-    assert graph.attrs["tf.library"] == tf2_functional_gd.library.SerializeToString()
+    lib = type(tf2_functional_gd.library).FromString(graph.attrs["tf.library"])
+    assert lib == tf2_functional_gd.library and lib.function
     w = [n for n in graph.nodes() if n.op_type in ("While", "StatelessWhile")]
     assert w and w[0].attrs["body"].name in {f.signature.name for f in tf2_functional_gd.library.function}
 
