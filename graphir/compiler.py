@@ -111,14 +111,15 @@ def compile(
 
     ``config`` (a YAML path or dict, LPOT-style) switches to the accuracy-driven flow of
     :mod:`graphir.lpot`; everything else is a single conversion."""
+    # Checked before either flow loads anything: tuning would otherwise score the baseline first.
+    if target not in TARGETS:
+        raise ConfigError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     if config is not None:
         from .lpot import compile_with_config
 
         return compile_with_config(model, config, precisions=precisions, inputs=inputs, outputs=outputs,
                                    passes=passes, target=target, fp32_ops=fp32_ops, bf16_ops=bf16_ops,
                                    **options)
-    if target not in TARGETS:
-        raise ConfigError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     opts = CompileOptions(precisions=parse_precisions(precisions), passes=passes, target=target,
                           fp32_ops=split_list(fp32_ops), bf16_ops=split_list(bf16_ops))
     for k, v in options.items():

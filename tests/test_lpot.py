@@ -305,3 +305,11 @@ def test_cli_compile_with_shipped_example_config(tmp_path, data, fp32_accuracy):
         any(n.outputs and n.outputs[0].dtype.name == "bf16" for n in g.nodes() if n.op_type != "Const")
     (p,) = Runner(g)({"input": x})
     assert accuracy_of(p, y) >= fp32_accuracy * 0.99
+
+
+def test_unknown_target_fails_before_any_evaluation():
+    calls = []
+    with pytest.raises(graphir.ConfigError, match="unknown target 'tpu'"):
+        graphir.compile(PB, precisions="bf16,fp32", target="tpu", config={},
+                        eval_func=lambda m: calls.append(m) or 1.0)
+    assert calls == []
