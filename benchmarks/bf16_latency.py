@@ -90,11 +90,7 @@ def executed_casts(runner, feeds) -> int:
 def load_model(name):
     import models
 
-    gd = {"resnet50": models.resnet50, "mobilenet_v2": models.mobilenet_v2,
-          "transformer": models.transformer, "digits": models.digits}[name]()
-    if gd is None:
-        raise SystemExit(f"{name}: model file missing (run examples/digits/train_digits.py)")
-    return gd
+    return {**models.SMALL, **models.LARGE}[name]()
 
 
 def bench(name, runs: int, batch: int, threads: int) -> dict:

@@ -41,19 +41,10 @@ def tf2_functional_gd():
 
 @pytest.fixture(scope="session")
 def digits_gd():
-    gd = models.digits()
-    if gd is None:
-        pytest.skip("digits model not built yet")
-    return gd
+    return models.digits()
 
 
 @pytest.fixture(scope="session")
 def model_gd(request):
     """Indirect fixture: ``model_gd`` parametrized by a corpus name."""
-    name = request.param
-    if name == "digits":
-        gd = models.digits()
-        if gd is None:
-            pytest.skip("digits model not built yet")
-        return gd
-    return {**models.SMALL, **models.LARGE}[name]()
+    return {**models.SMALL, **models.LARGE}[request.param]()

@@ -140,14 +140,13 @@ def tf2_functional():
 
 
 def digits():
-    """The bundled digits CNN, or None if it has not been built yet."""
-    if not os.path.exists(DIGITS_PB):
-        return None
+    """The bundled digits CNN (examples/digits/digits_cnn.pb, committed with its training script)."""
     from tensorflow.core.framework import graph_pb2
 
     with open(DIGITS_PB, "rb") as f:
         return graph_pb2.GraphDef.FromString(f.read())
 
 
-SMALL = {"tf1_while": tf1_while, "tf2_functional": tf2_functional, "transformer": transformer}
+SMALL = {"tf1_while": tf1_while, "tf2_functional": tf2_functional, "transformer": transformer,
+         "digits": digits}
 LARGE = {"resnet50": resnet50, "mobilenet_v2": mobilenet_v2}

@@ -20,9 +20,6 @@ NPZ = os.path.join(DIGITS, "digits_test.npz")
 # pinned to bf16 by op type so the tiny model really converts (the cost model would keep it fp32).
 BF16 = dict(target="avx512_bf16", measure_profitability=False, bf16_ops=["Conv2D", "MatMul"])
 
-pytestmark = pytest.mark.skipif(not (os.path.exists(PB) and os.path.exists(NPZ)),
-                                reason="bundled digits model not built")
-
 
 @pytest.fixture(scope="module")
 def data():

@@ -122,8 +122,6 @@ def test_unknown_fp32_op_is_config_error(bf16_cpu):
     (["--precisions", "int8"], "int8"),
 ])
 def test_cli_bad_input_exit_2(tmp_path, args, msg):
-    if not os.path.exists(os.path.join(ROOT, "graphir", "cli.py")):
-        pytest.skip("CLI not built yet")
     model = tmp_path / "m.pb"
     from graphir.backends.tf import to_graph_def
 
