@@ -1,4 +1,4 @@
-"""The ``graphir`` command line: ``compile``, ``dump``, ``check`` and ``env``.
+"""The ``graphir`` command line: ``compile``, ``dump``, ``check``, ``bench`` and ``env``.
 
 Errors are one line on stderr: ``graphir: error: ...`` with exit code 2 for bad input, exit code 1 for a
 numeric mismatch, ``graphir: internal error: ...`` with exit code 3 for bugs (``GRAPHIR_DEBUG=1`` shows
@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from .errors import ConfigError, GraphirError, ModelLoadError
+from .errors import ConfigError, GraphirError, InternalError, ModelLoadError, describe, one_line
 
 # TF node names (tensorflow/core/framework/node_def_util.cc), optionally with an output index.
 _TENSOR_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*(:\d+)?$")
@@ -73,6 +73,35 @@ def _tf():
 
 
 # ---------------------------------------------------------------------------------------------- compile
+class _Phases:
+    """Wall time per phase of a compile, for ``--stats``."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, t0: float) -> float:
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - t0
+        return now
+
+    def table(self) -> str:
+        rows = [(k, f"{v:.2f}") for k, v in self.seconds.items()]
+        rows.append(("total", f"{sum(self.seconds.values()):.2f}"))
+        w = max(len(k) for k, _ in rows)
+        lines = [f"{'phase'.ljust(w)}  seconds", f"{'-' * w}  -------"]
+        lines += [f"{k.ljust(w)}  {v.rjust(7)}" for k, v in rows]
+        return "\n".join(lines) + "\n"
+
+
+def _shapes_option(a) -> None:
+    """Syntax of --input-shapes, checked before TensorFlow is imported."""
+    from .runtime_check.shapes import parse_input_shapes
+
+    parse_input_shapes(a.input_shapes)
+    if getattr(a, "batch_size", None) is not None and a.batch_size < 1:
+        raise ConfigError("--batch-size must be >= 1")
+
+
 def cmd_compile(a) -> int:
     t0 = time.perf_counter()
     from . import compiler
@@ -105,39 +134,72 @@ def cmd_compile(a) -> int:
         raise ConfigError("--dim must be >= 1")
     if (a.rtol is not None and a.rtol < 0) or (a.atol is not None and a.atol < 0):
         raise ConfigError("--rtol and --atol must be >= 0")
+    _shapes_option(a)
     check_output_path(a.output, a.model, fmt)
 
+    phases = _Phases()
+    t = time.perf_counter()
     _tf()
+    t = phases.add("tf start-up", t)
     import graphir
+    from .runtime_check.check import CannotRunOriginal, reference_run, require_runnable
+    from .runtime_check.shapes import resolve_input_shapes
 
     original = graphir.load(a.model, inputs, outputs)
-    from .runtime_check.check import require_runnable
-
     require_runnable(original, a.model)
+    spec, where = a.input_shapes, "--input-shapes"
+    if spec is None and a.config is not None:
+        from .config import load_config
+
+        spec, where = load_config(a.config).input_shapes, "model.input_shapes"
+    shapes = resolve_input_shapes(original, spec, where)
+    t = phases.add("load", t)
+
+    # The original's outputs are computed once, before compiling: a model graphir cannot run is still
+    # compiled (with a warning, unless --verify was asked for explicitly), and sizes found by trying
+    # also serve the passes that time the model.
+    reference = None
+    if a.verify is not False:
+        try:
+            reference = reference_run(original, shapes=shapes, batch_size=a.batch_size, dim=a.dim)
+        except CannotRunOriginal as e:
+            if a.verify:
+                raise
+            print(f"graphir: warning: verification skipped: {one_line(e)}", file=sys.stderr)
+        t = phases.add("verify", t)
+    run_shapes = {**(reference.probed if reference else {}), **shapes}
+    if run_shapes:
+        kw["input_shapes"] = run_shapes
     result = graphir.compile(original, **kw)
+    t = phases.add("passes", t)
     # The effective precisions: a YAML config or the target may have changed what was asked for.
     effective = result.report.get("precisions", asked or ["fp32"])
-    unknown = original.meta.get("tf.unknown_ops")
-    if a.verify and unknown:
-        ops = sorted({original.node(n).op_type for n in unknown if n in original})
-        print(f"graphir: warning: not verifying: TensorFlow cannot run the unregistered op(s) "
-              f"{', '.join(ops)}", file=sys.stderr)
-    elif a.verify:
-        from .runtime_check.check import check_graphs
-
+    if reference is not None:
         rtol, atol = BF16_TOL if "bf16" in effective else FP32_TOL
         rtol = a.rtol if a.rtol is not None else rtol
         atol = a.atol if a.atol is not None else atol
-        rep = check_graphs(original, result.ir, rtol=rtol, atol=atol, samples=1, dim=a.dim)
+        rep = reference.compare(result.ir, rtol=rtol, atol=atol)
+        t = phases.add("verify", t)
         if not rep.ok:
             sys.stderr.write(rep.format())
             raise NumericMismatch(f"verification failed, {rep.first_failure()}; not writing {a.output} "
                                   f"(use --no-verify to write it anyway)")
     result.save(a.output, format=fmt)
+    t = phases.add("save", t)
+    measured = None
+    if a.measure:
+        from .runtime_check.bench import bench_graphs
+
+        feeds = reference.feeds[0] if reference is not None else None
+        measured = bench_graphs([original, result.ir], [a.model, a.output], feeds=feeds,
+                                input_shapes=run_shapes or None, batch_size=a.batch_size)
+        t = phases.add("measure", t)
     if a.stats and result.report.get("passes"):
         from .transforms.pass_manager import stats_table
 
         sys.stdout.write(stats_table(result.report["passes"]))
+    if a.stats:
+        sys.stdout.write(phases.table())
     if result.report.get("precision_stats"):
         from .transforms.auto_mixed_precision import format_precision_stats
 
@@ -147,8 +209,13 @@ def cmd_compile(a) -> int:
 
         text = format_explain(result.report) or "no precision decisions (compiled for fp32 only)"
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if measured is not None:
+        base, opt = measured.rows
+        print(f"measured speed-up of {a.output} over {a.model}: {opt.speedup:.2f}x (95% CI {opt.ci[0]:.2f}-"
+              f"{opt.ci[1]:.2f}); median {opt.median_ms:.2f} ms vs {base.median_ms:.2f} ms, "
+              f"{measured.rounds} rounds on {measured.inputs}")
     for w in result.report.get("warnings", []):
-        print(f"graphir: warning: {_one_line(w)}", file=sys.stderr)
+        print(f"graphir: warning: {one_line(w)}", file=sys.stderr)
     prec = ",".join(effective)
     st = result.report.get("precision_stats")
     if st and "bf16" in prec:  # what the graph runs in, not only what was asked for
@@ -192,14 +259,55 @@ def cmd_check(a) -> int:
     inputs, outputs = _names(a.inputs, "--inputs"), _names(a.outputs, "--outputs")
     from .runtime_check.check import check_models, check_options
 
-    check_options(a.rtol, a.atol, a.samples, a.dim)
+    check_options(a.rtol, a.atol, a.samples, a.dim, a.batch_size)
+    _shapes_option(a)
     if a.inputs_npz is not None and not os.path.isfile(a.inputs_npz):
         raise GraphirError(f"{a.inputs_npz}: no such inputs file")
     _tf()
     rep = check_models(a.original, a.optimized, inputs_npz=a.inputs_npz, rtol=a.rtol, atol=a.atol,
-                       samples=a.samples, dim=a.dim, seed=a.seed, inputs=inputs, outputs=outputs)
+                       samples=a.samples, dim=a.dim, seed=a.seed, inputs=inputs, outputs=outputs,
+                       input_shapes=a.input_shapes, batch_size=a.batch_size)
     sys.stdout.write(rep.format())
     return 0 if rep.ok else 1
+
+
+# ---------------------------------------------------------------------------------------------- bench
+def cmd_bench(a) -> int:
+    if len(a.models) < 2 and not a.grappler_amp:
+        raise ConfigError("bench: give at least two models (ORIGINAL OPTIMIZED ...), or one with --grappler-amp")
+    for m in a.models:
+        check_model_path(m)
+    inputs, outputs = _names(a.inputs, "--inputs"), _names(a.outputs, "--outputs")
+    _shapes_option(a)
+    if a.threads is not None and a.threads < 1:
+        raise ConfigError("--threads must be >= 1")
+    if not a.seconds > 0:
+        raise ConfigError("--seconds must be > 0")
+    if a.inputs_npz is not None and a.input_shapes is not None:
+        raise ConfigError("--inputs-npz and --input-shapes: give one; the arrays have their own shapes")
+    if a.inputs_npz is not None and not os.path.isfile(a.inputs_npz):
+        raise GraphirError(f"{a.inputs_npz}: no such inputs file")
+    _tf()
+    import graphir
+    from .runtime_check.bench import bench_graphs
+    from .runtime_check.check import load_npz, require_runnable
+
+    arrays = load_npz(a.inputs_npz) if a.inputs_npz else None
+    graphs = []
+    for m in a.models:
+        graphs.append(graphir.load(m, inputs, outputs))
+        require_runnable(graphs[-1], m)
+    rep = bench_graphs(graphs, a.models, arrays=arrays,
+                       arrays_source=os.path.basename(a.inputs_npz) if a.inputs_npz else "inputs",
+                       input_shapes=a.input_shapes, batch_size=a.batch_size, threads=a.threads,
+                       seconds=a.seconds, grappler_amp=a.grappler_amp, progress=not a.quiet)
+    if a.json:
+        import json
+
+        sys.stdout.write(json.dumps(rep.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(rep.table())
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- env
@@ -224,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="graphir", description="Offline graph optimizer for TensorFlow inference models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
+    def shapes_options(sp, batch_default, what, batch_help):
+        sp.add_argument("--input-shapes", metavar="NAME:DxD..", help=f"shapes of the {what}, e.g. "
+                        f"image:1x240x240x3,mask:1x240x240 (for unknown sizes the model rejects at random)")
+        sp.add_argument("--batch-size", type=int, default=batch_default, metavar="N",
+                        help=f"size of an unknown batch dim (dim 0) in the {what} ({batch_help})")
+
     def io_names(sp):
         sp.add_argument("--inputs", metavar="A,B", help="input tensor names (default: the placeholders)")
         sp.add_argument("--outputs", metavar="Y", help="output tensor names (default: sinks or the signature)")
@@ -245,11 +359,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--bf16-ops", metavar="A,B", help="op types or node names forced to bf16")
     c.add_argument("--config", metavar="CONF.yaml", help="LPOT-style YAML config")
     c.add_argument("--workers", type=int, metavar="N", help="parallel workers")
-    c.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
-                   help="numerically check the result before writing it (default: on)")
+    c.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
+                   help="numerically check the result before writing it (default: on; a model that cannot "
+                        "run here is then compiled unverified, with a warning; an explicit --verify makes "
+                        "that an error)")
     c.add_argument("--rtol", type=float, help=f"verify tolerance (default {FP32_TOL[0]:g}; {BF16_TOL[0]:g} with bf16)")
     c.add_argument("--atol", type=float, help=f"verify tolerance (default {FP32_TOL[1]:g}; {BF16_TOL[1]:g} with bf16)")
-    c.add_argument("--dim", type=int, default=4, help="size of unknown dims for --verify inputs (default 4)")
+    shapes_options(c, 1, "--verify and --measure inputs", "default 1")
+    c.add_argument("--dim", type=int, default=4,
+                   help="first size tried for unknown non-batch dims of --verify inputs (default 4)")
+    c.add_argument("--measure", action="store_true",
+                   help="time the written model against the original and print the speed-up (as `graphir bench`)")
     c.set_defaults(func=cmd_compile)
 
     d = sub.add_parser("dump", help="print a model as graphir text IR (or DOT)")
@@ -267,18 +387,29 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--rtol", type=float, default=1e-5)
     k.add_argument("--atol", type=float, default=1e-6)
     k.add_argument("--samples", type=int, default=1, help="random input draws (default 1)")
-    k.add_argument("--dim", type=int, default=4, help="size of unknown dims (default 4)")
+    k.add_argument("--dim", type=int, default=4, help="size of unknown dims (default 4; tried growing when "
+                                                        "the original rejects it)")
+    shapes_options(k, None, "random inputs", "default: --dim")
     k.add_argument("--seed", type=int, default=0)
     io_names(k)
     k.set_defaults(func=cmd_check)
 
+    b = sub.add_parser("bench", help="time models against the first one, interleaved, in one process")
+    b.add_argument("models", nargs="+", metavar="MODEL", help="ORIGINAL OPTIMIZED [MORE...]: the first is the baseline")
+    b.add_argument("--grappler-amp", action="store_true",
+                   help="add a row: the first model with TF's own oneDNN bf16 auto-mixed-precision")
+    shapes_options(b, None, "inputs", "default 1; with --inputs-npz, all rows")
+    b.add_argument("--inputs-npz", metavar="F", help=".npz of input arrays keyed by input name (cut to --batch-size rows)")
+    b.add_argument("--threads", type=int, metavar="N", help="intra- and inter-op threads (default: TF's)")
+    b.add_argument("--seconds", type=float, default=10.0, help="time spent in timed rounds (default 10)")
+    b.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    b.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    io_names(b)
+    b.set_defaults(func=cmd_bench)
+
     e = sub.add_parser("env", help="describe TensorFlow, oneDNN and the CPU's bf16 support")
     e.set_defaults(func=cmd_env)
     return p
-
-
-def _one_line(msg: str) -> str:
-    return " ".join(str(msg).split())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -291,30 +422,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return a.func(a)
     except NumericMismatch as e:
-        print(f"graphir: error: {_one_line(e)}", file=sys.stderr)
+        print(f"graphir: error: {one_line(e)}", file=sys.stderr)
         return 1
     except GraphirError as e:
         if debug:
             raise
-        print(f"graphir: error: {_one_line(e)}", file=sys.stderr)
+        print(f"graphir: error: {one_line(e)}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
     except BrokenPipeError:  # e.g. `graphir dump m.pb | head`: stop quietly, also at interpreter exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except OSError as e:
-        if debug:
-            raise
-        what = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
-        print(f"graphir: error: {_one_line(what)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("graphir: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # a bug in graphir: one line, no traceback unless asked
+    except InternalError as e:
         if debug:
             raise
-        print(f"graphir: internal error: {type(e).__name__}: {_one_line(e)}; rerun with GRAPHIR_DEBUG=1 for a "
-              f"traceback", file=sys.stderr)
+        print(f"graphir: internal error: {one_line(e)}; rerun with GRAPHIR_DEBUG=1 for a traceback", file=sys.stderr)
+        return 3
+    except OSError as e:  # a file graphir was asked to read or write: bad input, not a bug
+        if debug:
+            raise
+        what = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+        print(f"graphir: error: {one_line(what)}", file=sys.stderr)
+        return 2
+    except Exception as e:  # anything else is a bug in graphir: one line, no traceback unless asked
+        if debug:
+            raise
+        print(f"graphir: internal error: {describe(e)}; rerun with GRAPHIR_DEBUG=1 for a traceback",
+              file=sys.stderr)
         return 3
 
 

@@ -5,6 +5,7 @@ This is the one driver behind the CLI's ``compile``, the Python API and ``Graph_
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
@@ -56,6 +57,9 @@ class CompileOptions:
     measure_profitability: bool = True
     log: Any = None  # a text stream for debug output; default stderr
     workers: int = 1  # parallel tuning trials (used with config=, see graphir.lpot)
+    # Shapes to run the model at when a pass times it ("x:1x240x240x3,..." or {name: dims}); see
+    # graphir.runtime_check.shapes. Needed for inputs with unknown non-batch dims.
+    input_shapes: Any = None
 
 
 class OptimizedModel:
@@ -131,17 +135,27 @@ def compile(
     from .transforms.pass_manager import gc_paused
 
     with gc_paused():
+        t0 = time.perf_counter()
         # load() returns a graph of our own (a copy when given a Graph), so the pipeline may change it.
         graph = load(model, inputs, outputs)
-        return compile_graph(graph, opts, original=model if isinstance(model, Graph) else None)
+        load_s = time.perf_counter() - t0
+        result = compile_graph(graph, opts, original=model if isinstance(model, Graph) else None)
+        result.report["seconds"] = {"load": round(load_s, 3), **result.report["seconds"]}
+        return result
 
 
 def compile_graph(graph: Graph, opts: CompileOptions, original: Optional[Graph] = None) -> OptimizedModel:
     """Run the pipeline on ``graph``, changing it in place; ``original`` is kept on the result."""
     from .transforms.pass_manager import PassManager, default_pipeline
 
+    t0 = time.perf_counter()
     nodes_before = len(graph)
     log = opts.log or sys.stderr
+    if opts.input_shapes:
+        from .runtime_check.shapes import resolve_input_shapes
+
+        # Kept in the graph's meta, so any run of it or of its copies (the bf16 timing) uses them.
+        graph.meta["input_shapes"] = resolve_input_shapes(graph, opts.input_shapes, "input_shapes")
     report: dict[str, Any] = {"precisions": list(opts.precisions), "warnings": []}
     pipeline = default_pipeline(opts, report) if opts.passes is None else opts.passes
     pm = PassManager.from_pipeline(
@@ -163,4 +177,5 @@ def compile_graph(graph: Graph, opts: CompileOptions, original: Optional[Graph] 
         report.update(prec)
     report["nodes_before"] = nodes_before
     report["nodes_after"] = len(graph)
+    report["seconds"] = {"passes": round(time.perf_counter() - t0, 3)}
     return OptimizedModel(graph, original, report)

@@ -33,6 +33,7 @@ SCHEMA: dict = {
                 "framework": {"type": "string", "enum": ["tensorflow"]},
                 "inputs": {"type": "array", "items": {"type": "string"}},
                 "outputs": {"type": "array", "items": {"type": "string"}},
+                "input_shapes": {"type": "string"},  # as --input-shapes: "name:1x240x240x3,..."
             },
         },
         "graph_optimization": {
@@ -159,6 +160,7 @@ class Config:
     name: Optional[str] = None
     inputs: Optional[list[str]] = None
     outputs: Optional[list[str]] = None
+    input_shapes: Optional[str] = None
     precisions: Optional[list[str]] = None      # None: not given (the caller's default applies)
     fp32_ops: list[str] = field(default_factory=list)
     bf16_ops: list[str] = field(default_factory=list)
@@ -336,6 +338,7 @@ def _build(raw: dict, base_dir: str, source: str) -> Config:
     cfg.name = model.get("name")
     cfg.inputs = model.get("inputs") or None
     cfg.outputs = model.get("outputs") or None
+    cfg.input_shapes = model.get("input_shapes")
     go = raw.get("graph_optimization") or {}
     if go.get("precisions"):
         cfg.precisions = list(dict.fromkeys(go["precisions"]))

@@ -104,6 +104,8 @@ def compile_with_config(model, config=None, *, precisions=None, inputs=None, out
     outputs = split_list(outputs) or cfg.outputs
     fp32 = list(dict.fromkeys(cfg.fp32_ops + split_list(fp32_ops)))
     bf16 = list(dict.fromkeys(cfg.bf16_ops + split_list(bf16_ops)))
+    if cfg.input_shapes is not None:
+        options.setdefault("input_shapes", cfg.input_shapes)
     kwargs = dict(precisions=precs, passes=passes, target=target, fp32_ops=fp32, bf16_ops=bf16, **options)
     if log is not None:
         kwargs["log"] = log

@@ -1,4 +1,9 @@
-"""Run a graphir graph (or a raw GraphDef) in a TF1-style session, imported and set up once."""
+"""Run a graphir graph (or a raw GraphDef) in a TF1-style session, imported and set up once.
+
+The GraphDef goes into the session's ``tf.Graph`` through TF's C importer, and Python ``Operation``
+wrappers are made only for the ops a run feeds or fetches: the public ``import_graph_def`` wraps every
+op, which on a 2,000-node model costs as much as the import itself and buys nothing here.
+"""
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -10,6 +15,34 @@ from ..ir import Graph
 
 def _tensor_name(name: str) -> str:
     return name if ":" in name else name + ":0"
+
+
+def _import_c(g, data: bytes, op_names) -> Optional[dict]:
+    """Import serialized GraphDef ``data`` into ``g`` with TF's C importer. Returns ``{name: Operation}``
+    for ``op_names``, the only ops given Python wrappers. None if TF's private API moved (the caller then
+    takes the public path)."""
+    try:
+        from tensorflow.python.client import pywrap_tf_session as c_api
+        from tensorflow.python.framework import c_api_util, ops
+
+        opts = c_api_util.ScopedTFImportGraphDefOptions()
+        c_api.TF_ImportGraphDefOptionsSetPrefix(opts.options, "")
+        wrap = ops.Operation._from_c_op
+        names = sorted(set(op_names))
+        for n in names:
+            c_api.TF_ImportGraphDefOptionsAddReturnOperation(opts.options, n)
+        buf = c_api.TF_NewBufferFromString(data)
+    except (AttributeError, ImportError, TypeError):
+        return None
+    try:
+        with g._c_graph.get() as c_graph:
+            results = c_api.TF_GraphImportGraphDefWithResults(c_graph, buf, opts.options)
+        scoped = c_api_util.ScopedTFImportGraphDefResults(results)
+        c_ops = c_api.TF_ImportGraphDefResultsReturnOperations(scoped.results)
+    finally:
+        c_api.TF_DeleteBuffer(buf)
+    # Registered with the graph (Session.run wants a graph with Python ops), but only these few.
+    return {n: wrap(c_op=c_op, g=g) for n, c_op in zip(names, c_ops)}
 
 
 def _default_ports(tfg, graph_def):
@@ -36,7 +69,10 @@ class Runner:
 
     def __init__(self, graph_or_graph_def, inputs: Optional[Sequence[str]] = None,
                  outputs: Optional[Sequence[str]] = None, *, intra_op_threads: Optional[int] = None,
-                 inter_op_threads: Optional[int] = None, rewriter_config=None):
+                 inter_op_threads: Optional[int] = None, rewriter_config=None, optimize: bool = True):
+        """``optimize=False`` runs the graph as written: no grappler, no classic graph optimizer (constant
+        folding, CSE, inlining). That is the faithful reference for a numeric check, and it skips the
+        optimizers' work on a graph that runs once or twice (seconds on a 100 MB model)."""
         import tensorflow as tf
 
         if isinstance(graph_or_graph_def, Graph):
@@ -50,8 +86,15 @@ class Runner:
             gd = graph_or_graph_def
             in_ports = out_ports = None
         self.graph = tf.Graph()
-        with self.graph.as_default():
-            tf.graph_util.import_graph_def(gd, name="")
+        self._ops: Optional[dict] = None  # op name -> bare wrapper, after the C-level import
+        if in_ports is not None:
+            wanted = [_tensor_name(t).rpartition(":")[0] for _, t in in_ports + out_ports]
+            wanted += [_tensor_name(n).rpartition(":")[0] for n in list(inputs or []) + list(outputs or [])]
+            self._ops = _import_c(self.graph, gd.SerializeToString(), wanted)
+        if self._ops is None:  # a raw GraphDef (its ports are found on the Python graph), or TF moved
+            self.graph = tf.Graph()
+            with self.graph.as_default():
+                tf.graph_util.import_graph_def(gd, name="")
         if in_ports is None:
             in_ports, out_ports = _default_ports(self.graph, gd)
         # port name -> tensor name; overrides are port or tensor names.
@@ -64,8 +107,8 @@ class Runner:
             out_ports = [(n, self._alias.get(n, n)) for n in outputs]
         self.input_names = [p for p, _ in in_ports]
         self.output_names = [p for p, _ in out_ports]
-        self._inputs = [self.graph.get_tensor_by_name(_tensor_name(t)) for _, t in in_ports]
-        self._outputs = [self.graph.get_tensor_by_name(_tensor_name(t)) for _, t in out_ports]
+        self._inputs = [self.tensor(t) for _, t in in_ports]
+        self._outputs = [self.tensor(t) for _, t in out_ports]
         config = tf.compat.v1.ConfigProto()
         if intra_op_threads is not None:
             config.intra_op_parallelism_threads = intra_op_threads
@@ -73,7 +116,24 @@ class Runner:
             config.inter_op_parallelism_threads = inter_op_threads
         if rewriter_config is not None:
             config.graph_options.rewrite_options.CopyFrom(rewriter_config)
+        if not optimize:
+            from tensorflow.core.protobuf import config_pb2
+
+            config.graph_options.rewrite_options.disable_meta_optimizer = True
+            config.graph_options.optimizer_options.opt_level = config_pb2.OptimizerOptions.L0
+            config.graph_options.optimizer_options.do_constant_folding = False
         self.session = tf.compat.v1.Session(graph=self.graph, config=config)
+
+    def tensor(self, name: str):
+        """The graph's tensor ``name`` (``node`` or ``node:i``) to feed or fetch: a port or override
+        tensor, or with the public import any tensor."""
+        name = _tensor_name(name)
+        if self._ops is None:
+            return self.graph.get_tensor_by_name(name)
+        op, _, idx = name.rpartition(":")
+        if op not in self._ops or int(idx) >= len(self._ops[op].outputs):
+            raise KeyError(f"{name!r} is not an input or output of this graph")
+        return self._ops[op].outputs[int(idx)]
 
     def _feed_dict(self, feeds) -> dict:
         if isinstance(feeds, dict):
@@ -82,7 +142,7 @@ class Runner:
             for k, v in feeds.items():
                 t = by_port.get(k)
                 if t is None:
-                    t = self.graph.get_tensor_by_name(_tensor_name(self._alias.get(k, k)))
+                    t = self.tensor(self._alias.get(k, k))
                 out[t] = v
             missing = [n for n, t in zip(self.input_names, self._inputs) if t not in out]
             if missing:
@@ -112,18 +172,25 @@ class Runner:
     def __del__(self):
         try:
             self.session.close()
-        except Exception:
+        except Exception:  # at interpreter exit TF may already be torn down: nothing left to release
             pass
 
 
-def random_inputs(graph, *, dim: int = 4, seed: int = 0) -> dict:
-    """One random array per graph input, keyed by port name; unknown dims become ``dim``."""
+def random_inputs(graph, *, dim: int = 4, seed: int = 0, shapes: Optional[dict] = None,
+                  batch_size: Optional[int] = None) -> dict:
+    """One random array per graph input, keyed by port name.
+
+    Shapes: ``shapes[name]`` (else ``graph.meta["input_shapes"]``, set by ``compile(input_shapes=...)``),
+    with its None dims and the graph's unknown dims filled by ``batch_size`` (dim 0) and ``dim``;
+    ``batch_size`` None means ``dim`` there too. See :mod:`graphir.runtime_check.shapes`."""
+    from .shapes import default_shape
+
+    if shapes is None:
+        shapes = graph.meta.get("input_shapes") or {}
     rng = np.random.default_rng(seed)
     out = {}
     for p in graph.inputs:
-        dims = p.value.shape.dims
-        # Unknown rank: a scalar, which broadcasts and also serves as a loop bound or index.
-        shape = () if dims is None else tuple(dim if d is None else d for d in dims)
+        shape = default_shape(p.value.shape.dims, dim=dim, batch_size=batch_size, given=shapes.get(p.name))
         dt = p.value.dtype.base
         if dt.is_float:
             a = rng.standard_normal(shape).astype(np.float32).astype(dt.np)

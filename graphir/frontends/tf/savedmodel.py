@@ -93,11 +93,13 @@ def _from_meta_graph(path: str, inputs, outputs, signature: str, object_error: B
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_from_session_graph)
+    from tensorflow.python.util import deprecation
 
     why = describe(object_error, 200)
     g = tf.Graph()
     try:
-        with tf.compat.v1.Session(graph=g) as sess:
+        # The TF1 loader is deprecated, and says so on stderr; here it is the fallback on purpose.
+        with tf.compat.v1.Session(graph=g) as sess, deprecation.silence():
             meta = tf.compat.v1.saved_model.loader.load(sess, [SERVE_TAG], path)
             sigs = meta.signature_def
             if signature not in sigs:
