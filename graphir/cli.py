@@ -135,6 +135,8 @@ def cmd_compile(a) -> int:
     if (a.rtol is not None and a.rtol < 0) or (a.atol is not None and a.atol < 0):
         raise ConfigError("--rtol and --atol must be >= 0")
     _shapes_option(a)
+    if not a.measure_seconds > 0:
+        raise ConfigError("--measure-seconds must be > 0")
     check_output_path(a.output, a.model, fmt)
 
     phases = _Phases()
@@ -190,9 +192,9 @@ def cmd_compile(a) -> int:
     if a.measure:
         from .runtime_check.bench import bench_graphs
 
-        feeds = reference.feeds[0] if reference is not None else None
-        measured = bench_graphs([original, result.ir], [a.model, a.output], feeds=feeds,
-                                input_shapes=run_shapes or None, batch_size=a.batch_size)
+        same = dict(feeds=reference.feeds[0], feeds_source=reference.source) if reference is not None else {}
+        measured = bench_graphs([original, result.ir], [a.model, a.output], input_shapes=run_shapes or None,
+                                batch_size=a.batch_size, seconds=a.measure_seconds, **same)
         t = phases.add("measure", t)
     if a.stats and result.report.get("passes"):
         from .transforms.pass_manager import stats_table
@@ -220,7 +222,8 @@ def cmd_compile(a) -> int:
     st = result.report.get("precision_stats")
     if st and "bf16" in prec:  # what the graph runs in, not only what was asked for
         prec += f": {sum(int(v[1]) for v in st['ops'].values())} nodes in bf16"
-    print(f"graphir: wrote {a.output} ({len(original)} -> {len(result.ir)} nodes, {prec}) in "
+    checked = f"verified on {reference.source}" if reference is not None else "not verified"
+    print(f"graphir: wrote {a.output} ({len(original)} -> {len(result.ir)} nodes, {prec}; {checked}) in "
           f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
 
@@ -370,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first size tried for unknown non-batch dims of --verify inputs (default 4)")
     c.add_argument("--measure", action="store_true",
                    help="time the written model against the original and print the speed-up (as `graphir bench`)")
+    c.add_argument("--measure-seconds", type=float, default=10.0, metavar="S",
+                   help="time spent in timed rounds for --measure (default 10)")
     c.set_defaults(func=cmd_compile)
 
     d = sub.add_parser("dump", help="print a model as graphir text IR (or DOT)")

@@ -269,7 +269,7 @@ def test_explicit_precisions_beat_the_config(tmp_path, capsys):
                        cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "tuning" not in r.stderr and "fp32 baseline" in r.stderr, r.stderr
-    assert r.stderr.splitlines()[-1].startswith(f"graphir: wrote {tmp_path / 'o.pb'} (") and " fp32) in " in r.stderr
+    assert r.stderr.splitlines()[-1].startswith(f"graphir: wrote {tmp_path / 'o.pb'} (") and " fp32; verified on " in r.stderr
 
 
 @pytest.mark.parametrize("kw,needle", [
@@ -284,3 +284,28 @@ def test_signature_mistakes_are_load_errors(kw, needle):
 
     with pytest.raises(gi.ModelLoadError, match=needle):
         gi.load(DIGITS_PB, **kw)
+
+
+@pytest.mark.parametrize("exc,needle", [
+    ("internal", "IR invalid after pass 'cse': dangling value"),
+    ("unexpected", "KeyError: 'boom'"),
+])
+def test_bugs_exit_3_with_one_line(monkeypatch, capsys, exc, needle):
+    from graphir import cli
+    from graphir.errors import InternalError
+
+    error = InternalError("IR invalid after pass 'cse':\n  dangling value") if exc == "internal" else KeyError("boom")
+
+    def broken(a):
+        raise error
+
+    monkeypatch.setattr(cli, "cmd_env", broken)  # a command with a bug in it
+    monkeypatch.delenv("GRAPHIR_DEBUG", raising=False)
+    capsys.readouterr()
+    assert cli.main(["env"]) == 3
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("graphir: internal error: ") and needle in err[0], err
+    assert err[0].endswith("; rerun with GRAPHIR_DEBUG=1 for a traceback")
+    monkeypatch.setenv("GRAPHIR_DEBUG", "1")
+    with pytest.raises(type(error)):
+        cli.main(["env"])

@@ -1,4 +1,8 @@
 """Model formats in and out: SavedModel, pbtxt, .keras/.h5, in-memory objects, signature overrides."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -8,6 +12,8 @@ from graphir.errors import ModelLoadError
 from graphir.frontends.tf import from_graph_def
 from graphir.ir import Shape
 from graphir.runtime_check import Runner, random_inputs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +221,12 @@ def test_tf1_saved_model_and_text_named_pb(tmp_path):
     # A text GraphDef saved under a .pb name still loads.
     (tmp_path / "text.pb").write_text(text_format.MessageToString(to_graph_def(graph)))
     assert to_graph_def(graphir.load(str(tmp_path / "text.pb"))) == to_graph_def(graph)
+
+
+def test_tf_frontend_does_not_import_select():
+    # select sits above the frontends (it asks them for a placeholder); the reverse import was a cycle.
+    code = ("import sys, graphir.frontends.tf; "
+            "assert 'graphir.frontends.select' not in sys.modules, 'tf frontend imported select'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": ROOT})
+    assert r.returncode == 0, r.stderr

@@ -22,6 +22,7 @@ DEFAULT_SECONDS = 10.0
 MIN_ROUNDS = 5
 MAX_ROUNDS = 100_000
 WARMUP_RUNS = 2
+GIVEN = "the given inputs"
 BOOTSTRAP = 2000  # resamples; the CI's endpoints move by well under 1% between seeds at this count
 
 
@@ -127,8 +128,9 @@ class _Progress:
 
 
 def prepare_feeds(graphs: Sequence[Graph], labels: Sequence[str], *, feeds: Optional[dict] = None,
-                  arrays: Optional[dict] = None, arrays_source: str = "inputs", input_shapes=None,
-                  batch_size: Optional[int] = None, dim: int = 4, seed: int = 0, first_runner=None):
+                  feeds_source: str = GIVEN, arrays: Optional[dict] = None,
+                  arrays_source: str = "inputs", input_shapes=None, batch_size: Optional[int] = None,
+                  dim: int = 4, seed: int = 0, first_runner=None):
     """(feeds for each graph, description, shapes found by trying sizes). All graphs must take the same
     inputs (names, dtypes, static dims); a mismatch is a one-line :class:`GraphirError`.
 
@@ -145,13 +147,17 @@ def prepare_feeds(graphs: Sequence[Graph], labels: Sequence[str], *, feeds: Opti
             raise GraphirError(f"{lab}: inputs ({', '.join(names) or 'none'}) differ from {labels[0]}'s "
                                f"({', '.join(names0) or 'none'})")
     probed: dict = {}
-    if feeds is not None:
-        source = "given inputs"
+
+    def shapes_text(fs):
+        return ",".join(f"{k}:{format_shape(np.shape(v))}" for k, v in fs.items())
+
+    if feeds is not None:  # e.g. --verify's random inputs (their source text shows their shapes)
+        source = feeds_source if feeds_source != GIVEN else f"{GIVEN} {shapes_text(feeds)}"
     elif arrays is not None:
         if batch_size is not None:
             arrays = {k: v[:batch_size] if np.ndim(v) else v for k, v in arrays.items()}
         feeds = feeds_from_arrays(first, arrays, arrays_source)
-        source = f"inputs from {arrays_source}"
+        source = f"inputs from {arrays_source} {shapes_text(feeds)}"
     else:
         shapes = resolve_input_shapes(first, input_shapes)
         run = first_runner
@@ -162,15 +168,14 @@ def prepare_feeds(graphs: Sequence[Graph], labels: Sequence[str], *, feeds: Opti
         (feeds,), _, source, probed = run_on_random_inputs(
             run, first, shapes=shapes, batch_size=1 if batch_size is None else batch_size, dim=dim, seed=seed,
             what=labels[0])
-    if not source.startswith("random"):  # random inputs' text already shows their shapes
-        source += " " + ",".join(f"{k}:{format_shape(np.shape(v))}" for k, v in feeds.items())
     per_graph = [feeds_from_arrays(g, feeds, lab) for g, lab in zip(graphs, labels)]
     return per_graph, source, probed
 
 
 def bench_graphs(graphs: Sequence[Graph], labels: Optional[Sequence[str]] = None, *, feeds: Optional[dict] = None,
-                 arrays: Optional[dict] = None, arrays_source: str = "inputs", input_shapes=None,
-                 batch_size: Optional[int] = None, threads: Optional[int] = None, seconds: float = DEFAULT_SECONDS,
+                 feeds_source: str = GIVEN, arrays: Optional[dict] = None,
+                 arrays_source: str = "inputs", input_shapes=None, batch_size: Optional[int] = None,
+                 threads: Optional[int] = None, seconds: float = DEFAULT_SECONDS,
                  min_rounds: int = MIN_ROUNDS, warmup: int = WARMUP_RUNS, grappler_amp: bool = False,
                  seed: int = 0, progress: bool = True, stream=None) -> BenchReport:
     """Time ``graphs`` in one process, interleaved (see the module docstring); the first is the baseline.
@@ -203,7 +208,8 @@ def bench_graphs(graphs: Sequence[Graph], labels: Optional[Sequence[str]] = None
                                      rewriter_config=amp_rewriter_config()))
             row_labels.insert(1, f"{labels[0]} + grappler AMP")
             row_graphs.insert(1, graphs[0])
-        per_graph, source, probed = prepare_feeds(row_graphs, row_labels, feeds=feeds, arrays=arrays,
+        per_graph, source, probed = prepare_feeds(row_graphs, row_labels, feeds=feeds, feeds_source=feeds_source,
+                                                  arrays=arrays,
                                                   arrays_source=arrays_source, input_shapes=input_shapes,
                                                   batch_size=batch_size, seed=seed, first_runner=runners[0])
         show(f"graphir: bench: warming up {len(runners)} model(s) on {source}")
