@@ -404,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--grappler-amp", action="store_true",
                    help="add a row: the first model with TF's own oneDNN bf16 auto-mixed-precision")
     shapes_options(b, None, "inputs", "default 1; with --inputs-npz, all rows")
-    b.add_argument("--inputs-npz", metavar="F", help=".npz of input arrays keyed by input name (cut to --batch-size rows)")
+    b.add_argument("--inputs-npz", metavar="F",
+                   help=".npz of input arrays keyed by input name (cut to --batch-size rows)")
     b.add_argument("--threads", type=int, metavar="N", help="intra- and inter-op threads (default: TF's)")
     b.add_argument("--seconds", type=float, default=10.0, help="time spent in timed rounds (default 10)")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
