@@ -186,16 +186,16 @@ def cmd_compile(a) -> int:
             sys.stderr.write(rep.format())
             raise NumericMismatch(f"verification failed, {rep.first_failure()}; not writing {a.output} "
                                   f"(use --no-verify to write it anyway)")
-    result.save(a.output, format=fmt)
-    t = phases.add("save", t)
     measured = None
-    if a.measure:
+    if a.measure:  # before writing: a measurement that cannot run is an error, and leaves nothing behind
         from .runtime_check.bench import bench_graphs
 
         same = dict(feeds=reference.feeds[0], feeds_source=reference.source) if reference is not None else {}
         measured = bench_graphs([original, result.ir], [a.model, a.output], input_shapes=run_shapes or None,
                                 batch_size=a.batch_size, seconds=a.measure_seconds, **same)
         t = phases.add("measure", t)
+    result.save(a.output, format=fmt)
+    t = phases.add("save", t)
     if a.stats and result.report.get("passes"):
         from .transforms.pass_manager import stats_table
 

@@ -83,7 +83,7 @@ def test_compile_measure_prints_the_speedup(tmp_path, capsys):
     assert "rounds on random inputs input:1x8x8x1, seed 0" in line
     table = r.out.split("phase ", 1)[1].split("total")[0]
     phases = [ln.split()[0] for ln in table.splitlines()[2:]] + ["total"]
-    assert phases == ["tf", "load", "verify", "passes", "save", "measure", "total"]
+    assert phases == ["tf", "load", "verify", "passes", "measure", "save", "total"]
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -99,6 +99,20 @@ def test_bad_bench_input_is_one_line_exit_2(args, needle, capsys):
             *(["0.1"] if "--seconds" not in args else []))
     assert r.code == 2 and len(r.lines) == 1 and r.lines[0].startswith("graphir: error: "), r.err
     assert needle in r.lines[0], r.lines[0]
+
+
+def test_measure_of_a_model_that_cannot_run_is_an_error_and_writes_nothing(tmp_path, capsys):
+    import tensorflow as tf
+
+    g = tf.Graph()
+    with g.as_default():  # rows of 147 = 7*7*3: no size that graphir tries runs
+        x = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name="x")
+        tf.identity(tf.reshape(x, [-1, 147]) * 2.0, name="y")
+    model = tmp_path / "m.pb"
+    model.write_bytes(g.as_graph_def().SerializeToString())
+    r = cli(capsys, "compile", model, "-o", tmp_path / "o.pb", "--no-verify", "--measure", "--measure-seconds", "0.1")
+    assert r.code == 2 and len(r.lines) == 1 and "give --input-shapes x:1xNxNx3" in r.lines[0], r.err
+    assert not (tmp_path / "o.pb").exists()
 
 
 def test_models_with_different_inputs_are_refused(tmp_path, capsys):
