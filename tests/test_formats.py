@@ -182,6 +182,11 @@ def test_runner_feeds_and_metadata(tf1_while_gd):
     assert md.partition_graphs and any("MatMul" in n.op for pg in md.partition_graphs for n in pg.node)
     with pytest.raises(ValueError, match="missing feeds"):
         r({})
+    # Overrides by port or tensor name; the C-level import wraps just those ops.
+    assert Runner(graph, inputs=["x"], outputs=["steps"])([x]) == [a[1]]
+    assert Runner(graph, inputs=["x:0"], outputs=["steps:0"], optimize=False)([x]) == [a[1]]
+    with pytest.raises(KeyError, match="not an input or output"):
+        r.tensor("loop/Enter:0")
 
 
 def test_multi_input_output_keras():

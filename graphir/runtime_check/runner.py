@@ -88,8 +88,10 @@ class Runner:
         self.graph = tf.Graph()
         self._ops: Optional[dict] = None  # op name -> bare wrapper, after the C-level import
         if in_ports is not None:
+            ports = dict(in_ports + out_ports)
             wanted = [_tensor_name(t).rpartition(":")[0] for _, t in in_ports + out_ports]
-            wanted += [_tensor_name(n).rpartition(":")[0] for n in list(inputs or []) + list(outputs or [])]
+            wanted += [_tensor_name(ports.get(n, n)).rpartition(":")[0]
+                       for n in list(inputs or []) + list(outputs or [])]
             self._ops = _import_c(self.graph, gd.SerializeToString(), wanted)
         if self._ops is None:  # a raw GraphDef (its ports are found on the Python graph), or TF moved
             self.graph = tf.Graph()
