@@ -8,6 +8,10 @@ from .ir import DType, Graph, Node, Shape, Tensor, TensorType, Value
 
 __version__ = "0.1.0"
 
+from .builtins import register_all as _register_all  # noqa: E402
+
+_register_all()
+
 __all__ = [
     "ConfigError", "DType", "Graph", "GraphirError", "Graph_Optimization", "ModelLoadError", "Node",
     "OptimizedModel", "Shape", "Tensor", "TensorType", "Value", "compile", "load",

@@ -54,6 +54,7 @@ class CompileOptions:
     print_ir_after: list[str] = field(default_factory=list)
     dump_dir: Optional[str] = None
     measure_profitability: bool = True
+    measure_batch: int = 8  # batch of the timed bf16 profitability check
     log: Any = None  # a text stream for debug output; default stderr
     workers: int = 1  # parallel tuning trials (used with config=, see graphir.lpot)
 
@@ -138,7 +139,8 @@ def compile(
 
 def compile_graph(graph: Graph, opts: CompileOptions, original: Optional[Graph] = None) -> OptimizedModel:
     """Run the pipeline on ``graph``, changing it in place; ``original`` is kept on the result."""
-    from .transforms.pass_manager import PassManager, default_pipeline
+    from .transforms.pass_manager import PassManager, default_pipeline, warnings_of
+    from .transforms.precision_report import finalize_precision_stats
 
     nodes_before = len(graph)
     log = opts.log or sys.stderr
@@ -152,15 +154,16 @@ def compile_graph(graph: Graph, opts: CompileOptions, original: Optional[Graph] 
         dump_dir=opts.dump_dir,
         out=log,
     )
-    report["passes"] = pm.run(graph)
-    # bf16 statistics / --explain data left by the auto-mixed-precision pass.
-    prec = graph.meta.pop("precision_report", None)
-    if prec:
-        from .transforms.auto_mixed_precision import finalize_precision_stats
-
-        finalize_precision_stats(graph, prec)
-        report["warnings"].extend(prec.pop("warnings", []))
-        report.update(prec)
+    records = pm.run(graph)
+    report["pipeline"] = str(pm.pipeline)
+    report["passes"] = records
+    report["warnings"].extend(warnings_of(records))
+    # bf16 statistics / --explain data reported by the precision pass, described on the final graph.
+    for r in records:
+        if r.result.report:
+            report.update(r.result.report)
+    if "precision_stats" in report:
+        finalize_precision_stats(graph, report)
     report["nodes_before"] = nodes_before
     report["nodes_after"] = len(graph)
     return OptimizedModel(graph, original, report)
