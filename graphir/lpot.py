@@ -142,7 +142,7 @@ def compile_with_config(model, config=None, *, precisions=None, inputs=None, out
     summary = result.summary()
     summary.update(metric_name=metric_name, criterion=crit.text())
     out.report["tuning"] = summary
-    print(tuning.format_table(result, metric_name, crit), file=log)
+    print(tuning.summary_table(result, metric_name, crit), file=log)
     if not result.met:
         msg = (f"no candidate met the accuracy criterion ({crit.text()}); returning the best found: "
                f"{metric_name} {result.best['metric']:.6g} vs fp32 baseline {result.baseline:.6g}")
