@@ -26,10 +26,14 @@ def load(model, inputs=None, outputs=None, *, signature="serving_default") -> Gr
 
 
 def __getattr__(name):
-    if name in ("compile", "OptimizedModel"):
-        from . import compiler
+    if name == "compile":
+        from .api import compile
 
-        return getattr(compiler, name)
+        return compile
+    if name == "OptimizedModel":
+        from .compiler import OptimizedModel
+
+        return OptimizedModel
     if name == "Graph_Optimization":
         from .lpot import Graph_Optimization
 

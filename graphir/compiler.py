@@ -103,24 +103,16 @@ def compile(
     outputs=None,
     passes: Optional[str] = None,
     target: str = "native",
-    config=None,
     fp32_ops=None,
     bf16_ops=None,
     **options,
 ) -> OptimizedModel:
-    """Optimize ``model`` and return an :class:`OptimizedModel`.
+    """Optimize ``model`` in one conversion and return an :class:`OptimizedModel`.
 
-    ``config`` (a YAML path or dict, LPOT-style) switches to the accuracy-driven flow of
-    :mod:`graphir.lpot`; everything else is a single conversion."""
-    # Checked before either flow loads anything: tuning would otherwise score the baseline first.
+    The public :func:`graphir.compile` (:mod:`graphir.api`) adds the accuracy-driven flow (``config=``)."""
+    # Checked before the model is loaded.
     if target not in TARGETS:
         raise ConfigError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
-    if config is not None:
-        from .lpot import compile_with_config
-
-        return compile_with_config(model, config, precisions=precisions, inputs=inputs, outputs=outputs,
-                                   passes=passes, target=target, fp32_ops=fp32_ops, bf16_ops=bf16_ops,
-                                   **options)
     opts = CompileOptions(precisions=parse_precisions(precisions), passes=passes, target=target,
                           fp32_ops=split_list(fp32_ops), bf16_ops=split_list(bf16_ops))
     for k, v in options.items():

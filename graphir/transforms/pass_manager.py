@@ -121,18 +121,18 @@ class PassManager:
 
 def stats_table(records: Sequence[PassRecord]) -> str:
     """A fixed-width table: pass, seconds, verify seconds, nodes before/after, and the pass's counts."""
-    rows = []
+    rows = [("pass", "seconds", "verify s", "before", "after", "counts")]
     for r in records:
         counts = " ".join(f"{k}={v}" for k, v in r.result.counts.items() if v)
         rows.append((r.name, f"{r.seconds:.3f}", f"{r.verify_seconds:.3f}", str(r.nodes_before),
                      str(r.nodes_after), counts))
-    footer = None
+    rules = (1,)
     if records:
-        footer = ("total", f"{sum(r.seconds for r in records):.3f}",
-                  f"{sum(r.verify_seconds for r in records):.3f}", str(records[0].nodes_before),
-                  str(records[-1].nodes_after), "")
-    return format_table(("pass", "seconds", "verify s", "before", "after", "counts"), rows,
-                        align="lrrrrl", footer=footer)
+        rows.append(("total", f"{sum(r.seconds for r in records):.3f}",
+                     f"{sum(r.verify_seconds for r in records):.3f}", str(records[0].nodes_before),
+                     str(records[-1].nodes_after), ""))
+        rules = (1, len(rows) - 1)
+    return format_table(rows, align="lrrrrl", rules=rules) + "\n"
 
 
 def warnings_of(records: Sequence[PassRecord]) -> list[str]:

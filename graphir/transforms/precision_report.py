@@ -61,8 +61,8 @@ def format_precision_stats(report: dict) -> str:
     st = report.get("precision_stats")
     if not st:
         return ""
-    text = format_table(("op type", "total", "bf16", "fp32"), [(k, *v) for k, v in st["ops"].items()])
-    lines = text.rstrip("\n").split("\n")
+    rows = [("op type", "total", "bf16", "fp32")] + [(k, *v) for k, v in st["ops"].items()]
+    lines = format_table(rows, align="lrrr", rules=(1,)).split("\n")
     lines.append(f"casts: {st['casts_before']} before, {st['casts_after']} after "
                  f"({st['casts_after'] - st['casts_before']:+d})")
     lines.append(f"weight bytes: {st['weight_bytes_before']} before, {st['weight_bytes_after']} after")
