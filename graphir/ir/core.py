@@ -20,16 +20,13 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import networkx as nx
 
+from .errors import IRError
 from .registry import op_info as _op_info
 from .registry import value_name as _value_name
-from .types import Shape, Tensor, TensorType
+from .types import Shape, Subgraph, Tensor, TensorType
 
 CTRL = "^"  # the key of control edges in networkx views
 _UNSET = object()
-
-
-class IRError(Exception):
-    """A misuse of the IR API (e.g. removing a node that still has uses): a bug in the caller."""
 
 
 class Value:
@@ -80,21 +77,6 @@ class Value:
 
     def __repr__(self):
         return f"%{self.name}: {self.type.text()}"
-
-
-@dataclass
-class Subgraph:
-    """An attribute value holding a nested graph (an ``If`` branch, a ``Loop`` body, a function body).
-
-    ``captures`` are the outer values the body reads; inside the body, ``graph.captures[i]`` is the
-    argument standing for ``captures[i]``. The node holding the attribute counts as a user of every
-    captured value, so dead-code elimination and reachability respect them."""
-
-    graph: "Graph"
-    captures: list = None  # outer Values
-
-    def __post_init__(self):
-        self.captures = list(self.captures or [])
 
 
 class Node:

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .core import Graph, Node, Subgraph, Value
-from .types import DType, FuncRef, Placeholder, Shape, Tensor, TensorType
+from .types import DType, FuncRef, Placeholder, Shape, Subgraph, Tensor, TensorType
+
+if TYPE_CHECKING:
+    from .core import Graph, Node, Value
 
 INLINE_ELEMENTS = 16          # constants up to this many elements always print in full
 HEX_THRESHOLD = 64            # with full constants, above this many elements use a hex blob

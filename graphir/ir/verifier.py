@@ -5,8 +5,14 @@ import itertools
 
 import networkx as nx
 
-from .core import Graph, IRError, Subgraph
+from typing import TYPE_CHECKING
+
+from .errors import IRError
 from .registry import expected_input_dtypes
+from .types import Subgraph
+
+if TYPE_CHECKING:
+    from .core import Graph
 
 
 class VerificationError(Exception):
