@@ -215,7 +215,7 @@ BAD = [
     ("graph @g {\n  %a = tf.NoOp(^zz) : () -> ()\n}", 2, 16, "undefined control input ^zz"),
     ("graph @g {\n  %a = tf.NoOp() : () -> ()\n", 3, 1, "found end of input"),
     ("graph @g {\n  %a = tf.NoOp() : () -> ()\n}\ntrailing", 4, 1, "unexpected text after the graph"),
-    ("graph @g {\n  bogus {}\n}", 2, 3, "expected 'inputs', 'outputs', 'attributes'"),
+    ("graph @g {\n  bogus {}\n}", 2, 3, "expected 'inputs', 'outputs', 'arguments', 'initializers', 'attributes'"),
     ("graph @g {\n  %a = tf.NoOp() : () -> tensor<2x>\n}", 2, 26, "expected a tensor type"),
     ("graph @g {\n  %a = tf.NoOp() {x = [[[[1]]]} : () -> ()\n}", 2, 31, "expected ','"),
     ("graph @g {\n  %a = tf.NoOp() {x = #what<1>} : () -> ()\n}", 2, 23, "unknown attribute value"),

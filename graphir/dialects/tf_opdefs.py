@@ -5,6 +5,7 @@ Everything else in the dialect reads op data through here, so a missing TensorFl
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from ..ir.dialect import DialectError
@@ -56,3 +57,15 @@ def dtype_to_tf(dtype: DType) -> int:
     if dtype.is_ref:
         return _TO_ENUM[dtype.base.name] + _REF_OFFSET
     return _TO_ENUM[dtype.name]
+
+
+def onednn_enabled() -> bool:
+    """True when the installed TF runs its oneDNN (MKL) kernels: the x86 default, off with
+    ``TF_ENABLE_ONEDNN_OPTS=0``. Decides which fused kernels exist at run time."""
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false"):
+        return False
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a TF build without the port utilities has no oneDNN either
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())

@@ -483,7 +483,7 @@ class _Parser:
             raise
         except (RecursionError, MemoryError) as e:
             self.error(f"input too deeply nested or too large ({type(e).__name__})")
-        except Exception as e:  # a safety net: bad text must never surface as a traceback
+        except (ValueError, OverflowError) as e:  # numpy/Tensor rejecting a value the grammar accepted
             self.error(f"{type(e).__name__}: {e}")
         finally:
             if gc_was_enabled:

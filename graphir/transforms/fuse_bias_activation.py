@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import Graph, Node, Value
-from ..runtime_check.target import onednn_enabled
+from ..dialects.tf_opdefs import onednn_enabled
 from .base import Pass, PassResult, register_pass
 from .patterns import sole_use
 
