@@ -130,23 +130,54 @@ def compile(
 
 
 def compile_graph(graph: Graph, opts: CompileOptions, original: Optional[Graph] = None) -> OptimizedModel:
-    """Run the pipeline on ``graph``, changing it in place; ``original`` is kept on the result."""
+    """Run the pipeline on ``graph``, changing it in place; ``original`` is kept on the result.
+
+    With bf16 on the native target and ``measure_profitability``, the guarantee that graphir never ships a
+    graph slower than its fp32 one is measured, not modelled: the passes up to precision assignment run
+    once, then the fp32 and the bf16 graph are each finished (lowered to the target's kernels) and timed,
+    interleaved, at ``measure_batch``; bf16 is kept only if it is at least ``MIN_MEASURED_SPEEDUP`` faster."""
     from .transforms.pass_manager import PassManager, default_pipeline, warnings_of
-    from .transforms.precision_report import finalize_precision_stats
+    from .transforms.precision_report import R_PROFIT, finalize_precision_stats
 
     nodes_before = len(graph)
     log = opts.log or sys.stderr
-    report: dict[str, Any] = {"precisions": list(opts.precisions), "warnings": []}
+    report: dict[str, Any] = {"precisions": list(opts.precisions), "warnings": [], "bf16_measured_speedup": None}
     pipeline = default_pipeline(opts, report) if opts.passes is None else opts.passes
-    pm = PassManager.from_pipeline(
-        pipeline,
-        verify=opts.verify_each,
-        print_ir_after_all=opts.print_ir_after_all,
-        print_ir_after=opts.print_ir_after,
-        dump_dir=opts.dump_dir,
-        out=log,
-    )
-    records = pm.run(graph)
+    pm_opts = dict(verify=opts.verify_each, print_ir_after_all=opts.print_ir_after_all,
+                   print_ir_after=opts.print_ir_after, dump_dir=opts.dump_dir, out=log)
+    pm = PassManager.from_pipeline(pipeline, **pm_opts)
+    fallback_report: dict[str, Any] = {}
+    # A user's --bf16-ops is a decision, not a hint: measuring would only second-guess it.
+    guard = (opts.passes is None and opts.measure_profitability and opts.target == "native" and not opts.bf16_ops
+             and "fp32" in report["precisions"] and any(p.phase == "precision" for p in pm.pipeline))
+    if not guard:
+        records = pm.run(graph)
+    else:
+        head, tail = pm.pipeline.split_before("precision")
+        records = PassManager(head, **pm_opts).run(graph)
+        fp32_graph = graph.copy()
+        fp32_records = PassManager(tail.without_phase("precision"), **pm_opts).run(fp32_graph)
+        records += PassManager(tail, **pm_opts).run(graph)
+        from .transforms.profitability import MIN_MEASURED_SPEEDUP, measure_speedup
+
+        has_bf16 = any(v.dtype.name == "bf16" for n in graph.nodes() for v in n.outputs)
+        speedup = measure_speedup(fp32_graph, graph, batch=opts.measure_batch) if has_bf16 else None
+        report["bf16_measured_speedup"] = speedup
+        if speedup is not None and speedup < MIN_MEASURED_SPEEDUP:
+            reason = f"measured bf16/fp32 speedup {speedup:.2f}x at batch {opts.measure_batch}"
+            report["warnings"].append(f"bf16 not profitable on this model ({reason}); emitting fp32")
+            # Keep the precision pass's report, rewritten for the fp32 graph that ships instead.
+            for r in records[len(head):]:
+                rep = r.result.report
+                if "precision_explain" in rep:
+                    bf16_rows = [(n, op, R_PROFIT) for n, op in rep.get("precision_bf16", [])]
+                    rep["precision_explain"] = sorted(rep["precision_explain"] + bf16_rows)
+                    rep["precision_unprofitable"] = rep.get("precision_unprofitable", []) + [
+                        {"nodes": [n for n, _, _ in bf16_rows], "reason": reason}]
+                    rep["bf16_nodes"] = 0
+                    fallback_report.update(rep)
+            graph = fp32_graph
+            records = records[:len(head)] + fp32_records
     report["pipeline"] = str(pm.pipeline)
     report["passes"] = records
     report["warnings"].extend(warnings_of(records))
@@ -154,6 +185,7 @@ def compile_graph(graph: Graph, opts: CompileOptions, original: Optional[Graph] 
     for r in records:
         if r.result.report:
             report.update(r.result.report)
+    report.update(fallback_report)
     if "precision_stats" in report:
         finalize_precision_stats(graph, report)
     report["nodes_before"] = nodes_before

@@ -22,16 +22,11 @@ from ..ir.registry import expected_input_dtypes
 from ..ir.types import DType, bf16, f32
 from .base import Pass, PassResult, register_pass
 from .bf16_cost import compute_flops, cut_cost, node_flops, region_cast_bytes  # noqa: F401  (re-exported)
-from .cast_cleanup import cleanup_casts
 from .patterns import add_cast, protected
 from .precision_mincut import min_cut_assignment
 from .precision_report import (R_BOUNDARY, R_CLASS, R_CUT, R_KERNEL, R_PROFIT, R_USER,  # noqa: F401
                                format_explain, format_precision_stats, precision_stats, weights_and_casts)
-from .profitability import measure_speedup
 
-# Measured fp32/bf16 latency ratio below which bf16 is dropped: timing noise must not ship a slower graph.
-MIN_MEASURED_SPEEDUP = 1.02
-SURE_FLOPS = 100_000_000  # per sample: above this (MobileNetV2 ~300M) bf16 won in every measurement here
 
 
 def node_plan(node):
@@ -57,10 +52,10 @@ class AutoMixedPrecision(Pass):
     """Convert to bf16 where the dialect can and it pays, with the fewest bytes cast (exact min cut).
 
     Options: ``fp32_ops``/``bf16_ops`` (op types or node names), ``min_region_flops`` and
-    ``flops_per_cast_byte`` (the cost model for keeping small regions fp32), ``measure`` (time fp32 vs
-    bf16 on random inputs at ``measure_batch`` and keep fp32 unless bf16 is ``min_measured_speedup``
-    times faster). A node name in one list beats its op type in the other. Statistics and explanations
-    go to the result's ``report``, which ``compile`` merges into its own."""
+    ``flops_per_cast_byte`` (the static cost model for keeping small regions fp32; the driver relaxes it
+    where it measures the finished graphs instead, see :func:`graphir.compiler.compile_graph`). A node name
+    in one list beats its op type in the other. Statistics and explanations go to the result's ``report``,
+    which ``compile`` merges into its own."""
 
     name = "auto-mixed-precision"
     phase = "precision"
@@ -69,36 +64,15 @@ class AutoMixedPrecision(Pass):
     bf16_ops: tuple[str, ...] = ()
     min_region_flops: int = 10_000_000
     flops_per_cast_byte: float = 16.0
-    measure: bool = False
-    measure_batch: int = 8
-    min_measured_speedup: float = MIN_MEASURED_SPEEDUP
 
     def run(self, graph: Graph) -> PassResult:
         report: dict = {}
-        warnings: list[str] = []
         fp32_ops, bf16_ops = set(self.fp32_ops or ()), set(self.bf16_ops or ())
         check_overrides(graph, fp32_ops, bf16_ops)
         t0 = time.perf_counter()
         before = weights_and_casts(graph)
         bf16_nodes, reasons, regions = self.solve(graph, fp32_ops, bf16_ops)
-        measured = None
-        flops = compute_flops(graph, bf16_nodes)
-        report["bf16_flops_per_sample"] = flops
-        # Above SURE_FLOPS the matmul/conv savings dwarf any cast or overhead; measuring would only cost time.
-        # A user's --bf16-ops is a decision, not a hint: measuring would only second-guess it.
-        if self.measure and bf16_nodes and flops < SURE_FLOPS and not bf16_ops:
-            trial = graph.copy()
-            self._apply(trial, bf16_nodes)
-            cleanup_casts(trial)  # time the graph cast-cleanup will make of it, constants in bf16
-            measured = measure_speedup(graph, trial, batch=self.measure_batch)
-            if measured is not None and measured < self.min_measured_speedup:
-                for name in bf16_nodes:
-                    reasons[name] = R_PROFIT
-                regions.append({"nodes": sorted(bf16_nodes), "reason": f"measured bf16/fp32 speedup "
-                                f"{measured:.2f}x"})
-                warnings.append(f"bf16 not profitable on this model (measured {measured:.2f}x vs fp32); "
-                                f"emitting fp32")
-                bf16_nodes = set()
+        report["bf16_flops_per_sample"] = compute_flops(graph, bf16_nodes)
         counts = self._apply(graph, bf16_nodes) if bf16_nodes else {}
         after = weights_and_casts(graph)
         report["precision_stats"] = precision_stats(graph, before, after)
@@ -106,10 +80,9 @@ class AutoMixedPrecision(Pass):
                                              if n in graph)
         report["precision_unprofitable"] = regions
         report["bf16_nodes"] = len(bf16_nodes)
-        report["bf16_measured_speedup"] = measured
+        report["precision_bf16"] = sorted((n, graph.node(n).op_type) for n in bf16_nodes if n in graph)
         report["bf16_seconds"] = round(time.perf_counter() - t0, 3)
         res = PassResult.of(bf16_nodes=len(bf16_nodes), casts=after[1] - before[1], **counts)
-        res.warnings.extend(warnings)
         res.report.update(report)
         return res
 
@@ -221,5 +194,5 @@ def _original_dtype(user, slot, v) -> DType:
     return f32 if v.dtype is bf16 else v.dtype
 
 
-__all__ = ["AutoMixedPrecision", "MIN_MEASURED_SPEEDUP", "R_CUT", "SURE_FLOPS", "check_overrides", "cut_cost",
+__all__ = ["AutoMixedPrecision", "R_CUT", "check_overrides", "cut_cost",
            "format_explain", "format_precision_stats", "min_cut_assignment", "node_plan"]

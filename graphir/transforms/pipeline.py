@@ -95,9 +95,21 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"Pipeline({str(self)!r})"
 
+    def split_before(self, phase: str) -> tuple["Pipeline", "Pipeline"]:
+        """(the passes of the phases before ``phase``, the rest), by the declared phase order."""
+        from .base import PHASES
+
+        k = PHASES.index(phase)
+        i = next((i for i, p in enumerate(self.passes) if PHASES.index(p.phase) >= k), len(self.passes))
+        return Pipeline(self.passes[:i]), Pipeline(self.passes[i:])
+
+    def without_phase(self, phase: str) -> "Pipeline":
+        return Pipeline(p for p in self.passes if p.phase != phase)
+
     def resolved(self) -> "Pipeline":
         """This pipeline with the passes each pass requires before it, or needs after it, inserted where
         missing (with default options)."""
+        load_passes()
         out: list[Pass] = []
         for p in self.passes:
             for req in getattr(type(p), "requires", ()):

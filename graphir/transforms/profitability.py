@@ -10,6 +10,8 @@ from ..ir.dialect import DialectError, graph_dialect
 from ..runtime_check.runner import random_inputs
 
 MEASURE_BATCH = 8
+# Measured fp32/bf16 latency ratio below which bf16 is dropped: timing noise must not ship a slower graph.
+MIN_MEASURED_SPEEDUP = 1.02
 CLOCK: Callable[[], float] = time.perf_counter  # replaced by a stub clock in tests
 
 

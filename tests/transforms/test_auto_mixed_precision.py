@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import graphir
+
 from graphir.errors import ConfigError
 from graphir.frontends.tf import from_graph_def
 from graphir.ir.types import bf16, f32
@@ -292,34 +294,50 @@ def stub_timer(monkeypatch):
     return cost
 
 
-def test_measured_check_falls_back_when_bf16_is_not_fast_enough(stub_timer):
+def test_measured_check_falls_back_when_bf16_is_not_fast_enough(stub_timer, monkeypatch):
+    monkeypatch.setenv("GRAPHIR_CPU_FLAGS", "avx512f avx512_bf16 amx_bf16")
     stub_timer.update(fp32_ms=10.0, bf16_ms=10.1)  # bf16 1% slower: below the 1.02x bar
     g = build(_matmul_chain, [(256, 256)])
-    out = g.copy()
-    res = AutoMixedPrecision(measure=True).run(out)
-    rep = res.report
-    assert rep["bf16_measured_speedup"] == pytest.approx(10.0 / 10.1)
-    assert n_casts(out) == 0 and any("not profitable" in x for x in res.warnings)
-    assert all(r == "not profitable" for _, op, r in rep["precision_explain"] if op == "MatMul")
-    assert all(n.attrs.get("T") is not bf16 for n in out.nodes())
+    om = graphir.compile(g, precisions="bf16,fp32", measure_batch=4)
+    assert om.report["bf16_measured_speedup"] == pytest.approx(10.0 / 10.1)
+    assert n_casts(om.ir) == 0 and all(v.dtype is not bf16 for n in om.ir.nodes() for v in n.outputs)
+    assert any("not profitable" in x and "batch 4" in x for x in om.report["warnings"])
+    assert all(r == "not profitable" for _, op, r in om.report["precision_explain"] if op == "MatMul")
+    assert "kept fp32 (not profitable)" in format_precision_stats(om.report)
 
 
-def test_measured_check_keeps_bf16_when_fast_enough(stub_timer):
+def test_measured_check_keeps_bf16_when_fast_enough(stub_timer, monkeypatch):
+    monkeypatch.setenv("GRAPHIR_CPU_FLAGS", "avx512f avx512_bf16 amx_bf16")
     stub_timer.update(fp32_ms=10.0, bf16_ms=5.0)
     g = build(_matmul_chain, [(256, 256)])
-    out = g.copy()
-    res = AutoMixedPrecision(measure=True).run(out)
-    assert res.report["bf16_measured_speedup"] == pytest.approx(2.0)
-    assert n_casts(out) > 0 and not res.warnings
-    assert out.node("MatMul").attrs["T"] is bf16
+    om = graphir.compile(g, precisions="bf16,fp32")
+    assert om.report["bf16_measured_speedup"] == pytest.approx(2.0)
+    assert not any("not profitable" in x for x in om.report["warnings"])
+    assert any(v.dtype is bf16 for n in om.ir.nodes() for v in n.outputs)
 
 
-def test_user_forced_bf16_is_not_second_guessed_by_measurement():
+def test_user_forced_bf16_is_not_second_guessed_by_measurement(stub_timer, monkeypatch):
+    monkeypatch.setenv("GRAPHIR_CPU_FLAGS", "avx512f avx512_bf16 amx_bf16")
+    stub_timer.update(fp32_ms=1.0, bf16_ms=100.0)
     g = build(_matmul_chain, [(256, 256)])
-    out = g.copy()
-    rep = AutoMixedPrecision(bf16_ops=["MatMul"], measure=True, min_measured_speedup=1e9).run(out).report
-    assert rep["bf16_measured_speedup"] is None
-    assert out.node("MatMul").attrs["T"] is bf16 and out.node("MatMul_1").attrs["T"] is bf16
+    om = graphir.compile(g, precisions="bf16,fp32", bf16_ops="MatMul")
+    assert om.report.get("bf16_measured_speedup") is None
+    assert all(om.ir.node(n).attrs["T"] is bf16 for n in ("MatMul", "MatMul_1") if n in om.ir)
     feeds = random_inputs(g)
-    got, want = Runner(out)(feeds)[0], Runner(g)(feeds)[0]
+    got, want = Runner(om.ir)(feeds)[0], Runner(g)(feeds)[0]
     assert got.dtype == want.dtype and np.linalg.norm(got - want) / np.linalg.norm(want) < 2e-2
+
+
+def test_tiny_model_gets_bf16_on_amx_when_measured_faster(stub_timer, monkeypatch):
+    # 33 kFLOP per sample: the static model's 10 MFLOP floor would keep it fp32; on AMX the measurement decides.
+    monkeypatch.setenv("GRAPHIR_CPU_FLAGS", "avx512f avx512_bf16 amx_bf16")
+    stub_timer.update(fp32_ms=2.0, bf16_ms=1.0)
+    g = build(lambda x: [tf.nn.relu(tf.matmul(x, w(64, 256)))], [(1, 64)])
+    om = graphir.compile(g, precisions="bf16,fp32")
+    assert any(v.dtype is bf16 for n in om.ir.nodes() for v in n.outputs)
+    # Without AMX (and no measurement for another target), the static cost model keeps it fp32.
+    monkeypatch.setenv("GRAPHIR_CPU_FLAGS", "avx512f avx512_bf16")
+    om = graphir.compile(g, precisions="bf16,fp32", target="avx512_bf16")
+    assert not any(v.dtype is bf16 for n in om.ir.nodes() for v in n.outputs)
+
+
