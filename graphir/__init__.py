@@ -8,6 +8,10 @@ from .ir import DType, Graph, Node, Shape, Tensor, TensorType, Value
 
 __version__ = "0.1.0"
 
+from .builtins import register_all as _register_all  # noqa: E402
+
+_register_all()
+
 __all__ = [
     "ConfigError", "DType", "Graph", "GraphirError", "Graph_Optimization", "ModelLoadError", "Node",
     "OptimizedModel", "Shape", "Tensor", "TensorType", "Value", "compile", "load",
@@ -22,10 +26,14 @@ def load(model, inputs=None, outputs=None, *, signature="serving_default") -> Gr
 
 
 def __getattr__(name):
-    if name in ("compile", "OptimizedModel"):
-        from . import compiler
+    if name == "compile":
+        from .api import compile
 
-        return getattr(compiler, name)
+        return compile
+    if name == "OptimizedModel":
+        from .compiler import OptimizedModel
+
+        return OptimizedModel
     if name == "Graph_Optimization":
         from .lpot import Graph_Optimization
 

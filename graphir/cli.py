@@ -85,12 +85,11 @@ class _Phases:
         return now
 
     def table(self) -> str:
-        rows = [(k, f"{v:.2f}") for k, v in self.seconds.items()]
+        from .table import format_table
+
+        rows = [("phase", "seconds")] + [(k, f"{v:.2f}") for k, v in self.seconds.items()]
         rows.append(("total", f"{sum(self.seconds.values()):.2f}"))
-        w = max(len(k) for k, _ in rows)
-        lines = [f"{'phase'.ljust(w)}  seconds", f"{'-' * w}  -------"]
-        lines += [f"{k.ljust(w)}  {v.rjust(7)}" for k, v in rows]
-        return "\n".join(lines) + "\n"
+        return format_table(rows, align="lr", rules=(1, len(rows) - 1)) + "\n"
 
 
 def _shapes_option(a) -> None:
@@ -160,10 +159,14 @@ def cmd_compile(a) -> int:
     # The original's outputs are computed once, before compiling: a model graphir cannot run is still
     # compiled (with a warning, unless --verify was asked for explicitly), and sizes found by trying
     # also serve the passes that time the model.
+    # Verification runs at batch 1 unless asked: the cost of a run grows with the batch.
+    batch = 1 if a.batch_size is None else a.batch_size
+    if a.batch_size is not None:
+        kw["measure_batch"] = a.batch_size  # time bf16 against fp32 at the batch the user deploys at
     reference = None
     if a.verify is not False:
         try:
-            reference = reference_run(original, shapes=shapes, batch_size=a.batch_size, dim=a.dim)
+            reference = reference_run(original, shapes=shapes, batch_size=batch, dim=a.dim)
         except CannotRunOriginal as e:
             if a.verify:
                 raise
@@ -192,7 +195,7 @@ def cmd_compile(a) -> int:
 
         same = dict(feeds=reference.feeds[0], feeds_source=reference.source) if reference is not None else {}
         measured = bench_graphs([original, result.ir], [a.model, a.output], input_shapes=run_shapes or None,
-                                batch_size=a.batch_size, seconds=a.measure_seconds, **same)
+                                batch_size=batch, seconds=a.measure_seconds, **same)
         t = phases.add("measure", t)
     result.save(a.output, format=fmt)
     t = phases.add("save", t)
@@ -368,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "that an error)")
     c.add_argument("--rtol", type=float, help=f"verify tolerance (default {FP32_TOL[0]:g}; {BF16_TOL[0]:g} with bf16)")
     c.add_argument("--atol", type=float, help=f"verify tolerance (default {FP32_TOL[1]:g}; {BF16_TOL[1]:g} with bf16)")
-    shapes_options(c, 1, "--verify and --measure inputs", "default 1")
+    shapes_options(c, None, "--verify and --measure inputs", "default 1; when given, also the batch of the bf16 "
+                   "profitability timing, default 8")
     c.add_argument("--dim", type=int, default=4,
                    help="first size tried for unknown non-batch dims of --verify inputs (default 4)")
     c.add_argument("--measure", action="store_true",

@@ -55,6 +55,7 @@ class CompileOptions:
     print_ir_after: list[str] = field(default_factory=list)
     dump_dir: Optional[str] = None
     measure_profitability: bool = True
+    measure_batch: int = 8  # batch of the timed bf16 profitability check
     log: Any = None  # a text stream for debug output; default stderr
     workers: int = 1  # parallel tuning trials (used with config=, see graphir.lpot)
     # Shapes to run the model at when a pass times it ("x:1x240x240x3,..." or {name: dims}); see
@@ -106,24 +107,16 @@ def compile(
     outputs=None,
     passes: Optional[str] = None,
     target: str = "native",
-    config=None,
     fp32_ops=None,
     bf16_ops=None,
     **options,
 ) -> OptimizedModel:
-    """Optimize ``model`` and return an :class:`OptimizedModel`.
+    """Optimize ``model`` in one conversion and return an :class:`OptimizedModel`.
 
-    ``config`` (a YAML path or dict, LPOT-style) switches to the accuracy-driven flow of
-    :mod:`graphir.lpot`; everything else is a single conversion."""
-    # Checked before either flow loads anything: tuning would otherwise score the baseline first.
+    The public :func:`graphir.compile` (:mod:`graphir.api`) adds the accuracy-driven flow (``config=``)."""
+    # Checked before the model is loaded.
     if target not in TARGETS:
         raise ConfigError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
-    if config is not None:
-        from .lpot import compile_with_config
-
-        return compile_with_config(model, config, precisions=precisions, inputs=inputs, outputs=outputs,
-                                   passes=passes, target=target, fp32_ops=fp32_ops, bf16_ops=bf16_ops,
-                                   **options)
     opts = CompileOptions(precisions=parse_precisions(precisions), passes=passes, target=target,
                           fp32_ops=split_list(fp32_ops), bf16_ops=split_list(bf16_ops))
     for k, v in options.items():
@@ -145,8 +138,14 @@ def compile(
 
 
 def compile_graph(graph: Graph, opts: CompileOptions, original: Optional[Graph] = None) -> OptimizedModel:
-    """Run the pipeline on ``graph``, changing it in place; ``original`` is kept on the result."""
-    from .transforms.pass_manager import PassManager, default_pipeline
+    """Run the pipeline on ``graph``, changing it in place; ``original`` is kept on the result.
+
+    With bf16 on the native target and ``measure_profitability``, the guarantee that graphir never ships a
+    graph slower than its fp32 one is measured, not modelled: the passes up to precision assignment run
+    once, then the fp32 and the bf16 graph are each finished (lowered to the target's kernels) and timed,
+    interleaved, at ``measure_batch``; bf16 is kept only if it is at least ``MIN_MEASURED_SPEEDUP`` faster."""
+    from .transforms.pass_manager import PassManager, default_pipeline, warnings_of
+    from .transforms.precision_report import R_PROFIT, finalize_precision_stats
 
     t0 = time.perf_counter()
     nodes_before = len(graph)
@@ -156,25 +155,53 @@ def compile_graph(graph: Graph, opts: CompileOptions, original: Optional[Graph] 
 
         # Kept in the graph's meta, so any run of it or of its copies (the bf16 timing) uses them.
         graph.meta["input_shapes"] = resolve_input_shapes(graph, opts.input_shapes, "input_shapes")
-    report: dict[str, Any] = {"precisions": list(opts.precisions), "warnings": []}
+    report: dict[str, Any] = {"precisions": list(opts.precisions), "warnings": [], "bf16_measured_speedup": None}
     pipeline = default_pipeline(opts, report) if opts.passes is None else opts.passes
-    pm = PassManager.from_pipeline(
-        pipeline,
-        verify=opts.verify_each,
-        print_ir_after_all=opts.print_ir_after_all,
-        print_ir_after=opts.print_ir_after,
-        dump_dir=opts.dump_dir,
-        out=log,
-    )
-    report["passes"] = pm.run(graph)
-    # bf16 statistics / --explain data left by the auto-mixed-precision pass.
-    prec = graph.meta.pop("precision_report", None)
-    if prec:
-        from .transforms.auto_mixed_precision import finalize_precision_stats
+    pm_opts = dict(verify=opts.verify_each, print_ir_after_all=opts.print_ir_after_all,
+                   print_ir_after=opts.print_ir_after, dump_dir=opts.dump_dir, out=log)
+    pm = PassManager.from_pipeline(pipeline, **pm_opts)
+    fallback_report: dict[str, Any] = {}
+    # A user's --bf16-ops is a decision, not a hint: measuring would only second-guess it.
+    guard = (opts.passes is None and opts.measure_profitability and opts.target == "native" and not opts.bf16_ops
+             and "fp32" in report["precisions"] and any(p.phase == "precision" for p in pm.pipeline))
+    if not guard:
+        records = pm.run(graph)
+    else:
+        head, tail = pm.pipeline.split_before("precision")
+        records = PassManager(head, **pm_opts).run(graph)
+        fp32_graph = graph.copy()
+        fp32_records = PassManager(tail.without_phase("precision"), **pm_opts).run(fp32_graph)
+        records += PassManager(tail, **pm_opts).run(graph)
+        from .transforms.profitability import MIN_MEASURED_SPEEDUP, measure_speedup
 
-        finalize_precision_stats(graph, prec)
-        report["warnings"].extend(prec.pop("warnings", []))
-        report.update(prec)
+        has_bf16 = any(v.dtype.name == "bf16" for n in graph.nodes() for v in n.outputs)
+        speedup = measure_speedup(fp32_graph, graph, batch=opts.measure_batch) if has_bf16 else None
+        report["bf16_measured_speedup"] = speedup
+        if speedup is not None and speedup < MIN_MEASURED_SPEEDUP:
+            reason = f"measured bf16/fp32 speedup {speedup:.2f}x at batch {opts.measure_batch}"
+            report["warnings"].append(f"bf16 not profitable on this model ({reason}); emitting fp32")
+            # Keep the precision pass's report, rewritten for the fp32 graph that ships instead.
+            for r in records[len(head):]:
+                rep = r.result.report
+                if "precision_explain" in rep:
+                    bf16_rows = [(n, op, R_PROFIT) for n, op in rep.get("precision_bf16", [])]
+                    rep["precision_explain"] = sorted(rep["precision_explain"] + bf16_rows)
+                    rep["precision_unprofitable"] = rep.get("precision_unprofitable", []) + [
+                        {"nodes": [n for n, _, _ in bf16_rows], "reason": reason}]
+                    rep["bf16_nodes"] = 0
+                    fallback_report.update(rep)
+            graph = fp32_graph
+            records = records[:len(head)] + fp32_records
+    report["pipeline"] = str(pm.pipeline)
+    report["passes"] = records
+    report["warnings"].extend(warnings_of(records))
+    # bf16 statistics / --explain data reported by the precision pass, described on the final graph.
+    for r in records:
+        if r.result.report:
+            report.update(r.result.report)
+    report.update(fallback_report)
+    if "precision_stats" in report:
+        finalize_precision_stats(graph, report)
     report["nodes_before"] = nodes_before
     report["nodes_after"] = len(graph)
     report["seconds"] = {"passes": round(time.perf_counter() - t0, 3)}

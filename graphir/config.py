@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .errors import ConfigError
+from .errors import ConfigError, one_line
 
 METRICS = ("topk", "MSE", "RMSE", "MAE")
 
@@ -305,7 +305,7 @@ def read_yaml(path) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        problem = getattr(e, "problem", None) or one_line(e)
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     return {} if raw is None else raw
 

@@ -9,20 +9,26 @@ import os
 import sys
 from typing import Any, Callable, Optional
 
+from . import tuning
+from .compiler import compile as compile_model
 from .compiler import parse_precisions, split_list
 from .config import Config, load_config
-from .errors import ConfigError, GraphirError
+from .data import NpzDataLoader
+from .data import evaluate as evaluate_batches
+from .errors import ConfigError, GraphirError, InternalError, describe, one_line
+from .frontends import load
+from .metrics import make_metric
+from .runtime_check.target import resolve as resolve_target
 
 
 def _score(what: str, fn, model) -> float:
     """Run one evaluation; a failure in the user's data or function is a one-line error, not a crash."""
     try:
         value = fn(model)
-    except GraphirError:
+    except (GraphirError, InternalError):  # graphir's own errors keep their meaning (and exit code)
         raise
-    except Exception as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        raise GraphirError(f"{what} failed: {type(e).__name__}: {lines[0] if lines else ''}"[:400]) from e
+    except Exception as e:  # user code (eval_func, a dataloader, a metric) may raise anything
+        raise GraphirError(one_line(f"{what} failed: {describe(e)}", 400)) from e
     try:
         return float(value) + 0.0  # + 0.0: no "-0" in the tables for a negated zero loss
     except (TypeError, ValueError):
@@ -46,23 +52,17 @@ class DataEvaluator:
         self.dataloader, self.metric = dataloader, metric
 
     def __call__(self, model) -> float:
-        from .data import evaluate
-        from .metrics import make_metric
-
-        return _score(f"evaluation ({self.describe()})", lambda m: evaluate(m, self.dataloader,
-                                                                           make_metric(self.metric)), model)
+        return _score(f"evaluation ({self.describe()})",
+                      lambda m: evaluate_batches(m, self.dataloader, make_metric(self.metric)), model)
 
     def describe(self) -> str:
-        from .metrics import make_metric
-
         dl = self.dataloader
         return f"{make_metric(self.metric).name} on {getattr(dl, 'path', type(dl).__name__)}"
 
 
 def _evaluation(cfg: Config, eval_func, eval_dataloader, metric):
-    """(evaluate callable, metric name, higher_is_better default) or None when nothing evaluates."""
-    from .metrics import make_metric
-
+    """(evaluate callable, metric name, higher_is_better default, what it is) or None when nothing
+    evaluates."""
     if eval_func is not None:
         if not callable(eval_func):
             raise ConfigError("eval_func: expected a function taking the model and returning a float")
@@ -70,8 +70,6 @@ def _evaluation(cfg: Config, eval_func, eval_dataloader, metric):
         return UserEvaluator(eval_func), "metric", True, f"eval_func {getattr(eval_func, '__module__', '')}.{name}"
     spec = metric if metric is not None else cfg.metric
     if eval_dataloader is None and cfg.dataset is not None:
-        from .data import NpzDataLoader
-
         ds = cfg.dataset
         try:
             eval_dataloader = NpzDataLoader(ds.path, ds.batch_size, ds.inputs, ds.labels, ds.limit)
@@ -94,12 +92,12 @@ def compile_with_config(model, config=None, *, precisions=None, inputs=None, out
     Without any evaluation this is one conversion. With one, the fp32 baseline is measured and bf16 ops
     fall back to fp32 until the accuracy criterion holds (see :mod:`graphir.tuning`). Explicit arguments
     win over the YAML; ``precisions`` only when it is not the compile default ``'fp32'``."""
-    from .compiler import compile as compile_model
-
     cfg = load_config(config) if config is not None else Config()
     if precisions is None or (isinstance(precisions, str) and precisions.strip() == "fp32"):
         precisions = cfg.precisions or precisions or "fp32"
     precs = parse_precisions(precisions)
+    # A bad target (or bf16 alone without bf16 support) fails here, before the baseline is scored.
+    resolve_target(target, precs)
     inputs = split_list(inputs) or cfg.inputs
     outputs = split_list(outputs) or cfg.outputs
     fp32 = list(dict.fromkeys(cfg.fp32_ops + split_list(fp32_ops)))
@@ -114,9 +112,6 @@ def compile_with_config(model, config=None, *, precisions=None, inputs=None, out
     ev = _evaluation(cfg, eval_func, eval_dataloader, metric)
     if ev is None:
         return compile_model(model, inputs=inputs, outputs=outputs, **kwargs)
-
-    from . import tuning
-    from .frontends import load
 
     evaluate, metric_name, hib_default, described = ev
     graph = load(model, inputs, outputs)
@@ -144,7 +139,7 @@ def compile_with_config(model, config=None, *, precisions=None, inputs=None, out
     summary = result.summary()
     summary.update(metric_name=metric_name, criterion=crit.text())
     out.report["tuning"] = summary
-    print(tuning.format_table(result, metric_name, crit), file=log)
+    print(tuning.summary_table(result, metric_name, crit), file=log)
     if not result.met:
         msg = (f"no candidate met the accuracy criterion ({crit.text()}); returning the best found: "
                f"{metric_name} {result.best['metric']:.6g} vs fp32 baseline {result.baseline:.6g}")
@@ -155,10 +150,8 @@ def compile_with_config(model, config=None, *, precisions=None, inputs=None, out
 
 
 def _check_only(builder, evaluate, crit, metric_name, cfg, log):
-    from .tuning import run_trial
-
-    base = run_trial(builder, evaluate, None, cfg.random_seed)["metric"]
-    res = run_trial(builder, evaluate, frozenset(), cfg.random_seed, keep_model=True)
+    base = tuning.run_trial(builder, evaluate, None, cfg.random_seed)["metric"]
+    res = tuning.run_trial(builder, evaluate, frozenset(), cfg.random_seed, keep_model=True)
     model, value = res["model"], res["metric"]
     met = crit.met(base, value)
     model.report["tuning"] = {"baseline": base, "metric": value, "met": met, "fp32_fallbacks": [],
@@ -211,8 +204,6 @@ class Graph_Optimization:
 
             import_tf_quietly()
         if self.conf is None and self.eval_func is None and self.eval_dataloader is None:
-            from .compiler import compile as compile_model
-
             return compile_model(self.model, precisions=self.precisions or "fp32", inputs=self.input,
                                  outputs=self.output, target=self.target, fp32_ops=self.fp32_ops,
                                  bf16_ops=self.bf16_ops, **self.options)

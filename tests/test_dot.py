@@ -18,7 +18,7 @@ def mixed_graph(order=1):
     """x(f32) -> Cast -> MatMul(bf16) -> Cast -> Relu(f32), a Split with two outputs, a control edge."""
     g = Graph('mixed "graph"')
     x = g.add_node("Placeholder", attrs={"dtype": f32, "shape": Shape([None, 4])}, output_types=[_t(None, 4)],
-                   name="x")
+                   name="x", domain="tf")
     w = Tensor.from_array(np.ones((4, 4), np.float32), bf16)
     nodes = [("w", "Const", [], {"dtype": bf16, "value": w}, [_t(4, 4, dtype=bf16)])]
     nodes.append(("x/cast", "Cast", ["x"], {"SrcT": f32, "DstT": bf16}, [_t(None, 4, dtype=bf16)]))
@@ -33,7 +33,7 @@ def mixed_graph(order=1):
         for item in list(pending):
             name, op, ins, attrs, types = item
             if all(i in made for i in ins):
-                made[name] = g.add_node(op, [made[i].output() for i in ins], attrs, types, name=name)
+                made[name] = g.add_node(op, [made[i].output() for i in ins], attrs, types, name=name, domain="tf")
                 pending.remove(item)
     g.add_control_input(made["split"], made["w"])
     g.inputs.append(Port("x", x.output()))
@@ -43,7 +43,7 @@ def mixed_graph(order=1):
 
 def test_precision_classes():
     g = mixed_graph()
-    g.add_node("Shape", [g.node("relu").output()], {"T": f32, "out_type": i32}, [_t(2, dtype=i32)], name="shape")
+    g.add_node("Shape", [g.node("relu").output()], {"T": f32, "out_type": i32}, [_t(2, dtype=i32)], name="shape", domain="tf")
     got = {n.name: precision_class(n) for n in g.nodes()}
     assert got == {"x": "f32", "w": "bf16", "x/cast": "cast", "mm": "bf16", "mm/cast": "cast", "relu": "f32",
                    "dim": "other", "split": "f32", "shape": "other"}

@@ -13,17 +13,17 @@ def _t(*dims, dtype=f32):
 def _const(g, name, arr):
     t = Tensor.from_array(arr)
     return g.add_node("Const", attrs={"dtype": t.dtype, "value": t}, output_types=[TensorType(t.dtype, t.shape)],
-                      name=name)
+                      name=name, domain="tf")
 
 
 def small_graph():
     g = Graph()
     x = g.add_node("Placeholder", attrs={"dtype": f32, "shape": Shape([None, 4])}, output_types=[_t(None, 4)],
-                   name="x")
+                   name="x", domain="tf")
     w = _const(g, "w", np.eye(4, dtype=np.float32))
     mm = g.add_node("MatMul", [x.output(), w.output()], {"T": f32, "transpose_a": False, "transpose_b": False},
-                    [_t(None, 4)], name="mm")
-    r = g.add_node("Relu", [mm.output()], {"T": f32}, [_t(None, 4)], name="relu")
+                    [_t(None, 4)], name="mm", domain="tf")
+    r = g.add_node("Relu", [mm.output()], {"T": f32}, [_t(None, 4)], name="relu", domain="tf")
     g.inputs.append(Port("x", x.output()))
     g.outputs.append(Port("y", r.output()))
     return g
@@ -33,7 +33,7 @@ def test_uses_and_replace_all_uses_with():
     g = small_graph()
     mm, relu = g.node("mm"), g.node("relu")
     assert g.uses(mm.output()) == [(relu, 0)]
-    ident = g.add_node("Identity", [mm.output()], {"T": f32}, [_t(None, 4)], name="id")
+    ident = g.add_node("Identity", [mm.output()], {"T": f32}, [_t(None, 4)], name="id", domain="tf")
     assert g.replace_all_uses_with(mm.output(), ident.output()) == 2  # relu and ident itself
     # the identity now reads itself: undo that one use, as a pass would
     g.set_input(ident, 0, mm.output())
@@ -63,8 +63,8 @@ def test_remove_node_refuses_used_and_signature_nodes():
 
 def test_remove_node_forwards_control_edges():
     g = small_graph()
-    a = g.add_node("NoOp", name="init")
-    b = g.add_node("NoOp", name="gate", control_inputs=[a])
+    a = g.add_node("NoOp", name="init", domain="tf")
+    b = g.add_node("NoOp", name="gate", control_inputs=[a], domain="tf")
     g.add_control_input(g.node("relu"), b)
     g.remove_node(b)
     assert g.node("relu").control_inputs == (a,)
@@ -73,7 +73,7 @@ def test_remove_node_forwards_control_edges():
 
 def test_unique_names_and_copy_independence():
     g = small_graph()
-    n1 = g.add_node("Relu", [g.node("mm").output()], {"T": f32}, [_t(None, 4)], name="relu")
+    n1 = g.add_node("Relu", [g.node("mm").output()], {"T": f32}, [_t(None, 4)], name="relu", domain="tf")
     assert n1.name != "relu" and n1.name.startswith("relu")
     h = g.copy()
     h.remove_node(h.node(n1.name))
@@ -99,12 +99,12 @@ def test_verifier_rejects_cycles_but_not_loop_back_edges():
 
     h = Graph()
     x = h.add_node("Const", attrs={"dtype": f32, "value": Tensor.from_array(np.float32(1))}, output_types=[_t()],
-                   name="c")
+                   name="c", domain="tf")
     enter = h.add_node("Enter", [x.output()], {"T": f32, "frame_name": "L", "is_constant": False,
-                                               "parallel_iterations": 10}, [_t()], name="enter")
+                                               "parallel_iterations": 10}, [_t()], name="enter", domain="tf")
     merge = h.add_node("Merge", [enter.output(), enter.output()], {"T": f32, "N": 2}, [_t(), _t(dtype=i32)],
-                       name="merge")
-    nxt = h.add_node("NextIteration", [merge.output()], {"T": f32}, [_t()], name="next")
+                       name="merge", domain="tf")
+    nxt = h.add_node("NextIteration", [merge.output()], {"T": f32}, [_t()], name="next", domain="tf")
     h.set_input(merge, 1, nxt.output())
     h.verify()  # NextIteration -> Merge is a legal back-edge
     order = [n.name for n in h.topo_order()]
@@ -115,7 +115,7 @@ def test_unknown_ops_are_conservative_and_legal():
     info = op_info("tf", "MyCustomOp")
     assert not info.known and info.stateful and info.side_effecting
     g = small_graph()
-    g.add_node("MyCustomOp", [g.node("relu").output()], {"foo": 1}, [_t(None, 4)], name="custom")
+    g.add_node("MyCustomOp", [g.node("relu").output()], {"foo": 1}, [_t(None, 4)], name="custom", domain="tf")
     g.verify()
     assert "tf.MyCustomOp(%relu)" in g.text()
 
@@ -135,10 +135,10 @@ def test_printing_is_deterministic_and_order_independent():
     # the same graph, built in a different insertion order
     w = _const(g2, "w", np.eye(4, dtype=np.float32))
     x = g2.add_node("Placeholder", attrs={"shape": Shape([None, 4]), "dtype": f32}, output_types=[_t(None, 4)],
-                    name="x")
+                    name="x", domain="tf")
     mm = g2.add_node("MatMul", [x.output(), w.output()], {"transpose_b": False, "T": f32, "transpose_a": False},
-                     [_t(None, 4)], name="mm")
-    r = g2.add_node("Relu", [mm.output()], {"T": f32}, [_t(None, 4)], name="relu")
+                     [_t(None, 4)], name="mm", domain="tf")
+    r = g2.add_node("Relu", [mm.output()], {"T": f32}, [_t(None, 4)], name="relu", domain="tf")
     g2.inputs.append(Port("x", x.output()))
     g2.outputs.append(Port("y", r.output()))
     assert g1.text() == g2.text()

@@ -114,7 +114,7 @@ def test_bf16_and_string_constants_roundtrip():
     arr = np.array([[1.5, -2.0, 3.25]], dtype=ml_dtypes.bfloat16)
     t = Tensor.from_array(arr)
     graph.add_node("Const", attrs={"dtype": t.dtype, "value": t}, output_types=[TensorType(t.dtype, t.shape)],
-                   name="c16")
+                   name="c16", domain="tf")
     graph.node("s").attrs["value"] = Tensor.from_array(np.array([b"x", b"\xff"], dtype=object))
     gd = to_graph_def(graph)
     nodes = {n.name: n for n in gd.node}

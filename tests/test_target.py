@@ -112,7 +112,7 @@ def test_explicit_target_forces_bf16(no_bf16_cpu):
 
 
 def test_unknown_fp32_op_is_config_error(bf16_cpu):
-    with pytest.raises(ConfigError, match="--fp32-ops: 'Conv9D' is neither a TF op type nor a node"):
+    with pytest.raises(ConfigError, match="--fp32-ops: 'Conv9D' is neither an op type nor a node"):
         _compile(precisions="bf16,fp32", fp32_ops="Conv9D")
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import graphir
-from graphir.errors import ModelLoadError
+from graphir.ir.parser import ParseError as ModelLoadError  # the parser raises ParseError; loaders wrap it
 from graphir.ir import FuncRef, Graph, Placeholder, Port, Shape, Tensor, TensorType
 from graphir.ir.parser import parse, parse_file
 from graphir.ir.printer import Elided, print_graph
@@ -21,7 +21,7 @@ def _t(*dims, dtype=f32):
 def _const(g, name, arr, dtype=None):
     t = Tensor.from_array(arr, dtype)
     return g.add_node("Const", attrs={"dtype": t.dtype, "value": t}, output_types=[TensorType(t.dtype, t.shape)],
-                      name=name)
+                      name=name, domain="tf")
 
 
 def _roundtrip(g):
@@ -40,7 +40,7 @@ def crafted_graph():
     g = Graph("crafted graph")
     rng = np.random.default_rng(0)
     x = g.add_node("Placeholder", attrs={"dtype": f32, "shape": Shape([None, 4])}, output_types=[_t(None, 4)],
-                   name="x")
+                   name="x", domain="tf")
     w = _const(g, "w/kernel", rng.standard_normal((4, 32)).astype(np.float32))       # > 64 elements: hex
     big_bf = _const(g, "w_bf16", rng.standard_normal((40,)).astype(np.float32), bf16)  # 17..64: element list
     consts = [
@@ -75,14 +75,14 @@ def crafted_graph():
     split = g.add_node("Split", [consts[4].output(), x.output()], attrs,
                        [_t(None, 2), _t(None, 2), _t(2, dtype=bf16)],
                        name='we"ird name: 1', device="/job:localhost/replica:0/task:0/device:CPU:0",
-                       control_inputs=[consts[0], consts[1]])
+                       control_inputs=[consts[0], consts[1]], domain="tf")
     mm = g.add_node("MatMul", [split.output(1), w.output()], {"T": f32}, [_t(None, 32)], name="1-starts.with>digit",
                     domain="tf")
     custom = g.add_node("Frob", [mm.output(), big_bf.output()], {}, [_t(None, 32), _t(dtype=i32)],
                         name="custom", domain="my")
     nodomain = g.add_node("Thing", [custom.output(1)], {}, [], name="nodomain", domain="",
                           control_inputs=consts[5:])
-    g.add_node("NoOp", [], {}, [], name="sink", control_inputs=[nodomain, split, *consts[2:5]])
+    g.add_node("NoOp", [], {}, [], name="sink", control_inputs=[nodomain, split, *consts[2:5]], domain="tf")
     g.inputs.append(Port("x", x.output()))
     g.outputs += [Port("y", custom.output()), Port("aux out", split.output(2)), Port("strings", consts[-1].output())]
     g.attrs = {"tf.versions": {"producer": 1882, "min_consumer": 12, "bad_consumers": []},
@@ -150,7 +150,7 @@ TRICKY = ["h\n", "a b", '"', "\\", "\u00e9", "1", ".", "a:1", "a>b", "-x", "%x",
 
 def test_tricky_names_and_op_types_roundtrip():
     g = Graph("name\nwith newline")
-    prev = g.add_node("Placeholder", attrs={"dtype": f32}, output_types=[_t()], name="x")
+    prev = g.add_node("Placeholder", attrs={"dtype": f32}, output_types=[_t()], name="x", domain="tf")
     for i, name in enumerate(TRICKY):
         attrs = {name: name, "f": FuncRef(name, ((name, 1),)), "p": Placeholder(name), "d": {name: [name]}}
         op = ["Relu", "A.B", "odd op", ""][i % 4]
@@ -215,7 +215,7 @@ BAD = [
     ("graph @g {\n  %a = tf.NoOp(^zz) : () -> ()\n}", 2, 16, "undefined control input ^zz"),
     ("graph @g {\n  %a = tf.NoOp() : () -> ()\n", 3, 1, "found end of input"),
     ("graph @g {\n  %a = tf.NoOp() : () -> ()\n}\ntrailing", 4, 1, "unexpected text after the graph"),
-    ("graph @g {\n  bogus {}\n}", 2, 3, "expected 'inputs', 'outputs', 'attributes'"),
+    ("graph @g {\n  bogus {}\n}", 2, 3, "expected 'inputs', 'outputs', 'arguments', 'initializers', 'attributes'"),
     ("graph @g {\n  %a = tf.NoOp() : () -> tensor<2x>\n}", 2, 26, "expected a tensor type"),
     ("graph @g {\n  %a = tf.NoOp() {x = [[[[1]]]} : () -> ()\n}", 2, 31, "expected ','"),
     ("graph @g {\n  %a = tf.NoOp() {x = #what<1>} : () -> ()\n}", 2, 23, "unknown attribute value"),
@@ -263,13 +263,13 @@ def test_load_accepts_gir_files(tmp_path):
 def test_parse_speed():
     g = Graph()
     x = g.add_node("Placeholder", attrs={"dtype": f32, "shape": Shape([None, 8])}, output_types=[_t(None, 8)],
-                   name="x")
+                   name="x", domain="tf")
     w = _const(g, "w", np.ones((8, 8), np.float32))
     cur = x.output()
     for i in range(1000):
         m = g.add_node("MatMul", [cur, w.output()], {"T": f32, "transpose_a": False, "transpose_b": False},
-                       [_t(None, 8)], name=f"block{i // 10}/mm")
-        cur = g.add_node("Relu", [m.output()], {"T": f32}, [_t(None, 8)], name=f"block{i // 10}/relu").output()
+                       [_t(None, 8)], name=f"block{i // 10}/mm", domain="tf")
+        cur = g.add_node("Relu", [m.output()], {"T": f32}, [_t(None, 8)], name=f"block{i // 10}/relu", domain="tf").output()
     g.outputs.append(Port("y", cur))
     text = print_graph(g)
     g2 = parse(text)

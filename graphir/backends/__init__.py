@@ -17,6 +17,13 @@ def infer_format(path: str) -> str:
     return "saved_model"
 
 
+def register_backends() -> None:
+    """Make ``Graph.save`` write through :func:`save` (called once by ``graphir.setup``)."""
+    from ..ir.registry import register_writer
+
+    register_writer(save)
+
+
 def save(graph, path, format: Optional[str] = None, **kwargs) -> None:
     """Write ``graph`` to ``path`` atomically. ``format`` defaults from the suffix (a path without a
     known suffix is a SavedModel directory)."""

@@ -1,45 +1,22 @@
-"""TensorFlow op knowledge, as data.
+"""The ``tf`` dialect: TensorFlow op knowledge as data, and how to build TF nodes.
 
 Traits come from two places: TF's own op registry (``is_stateful``, input arg types) and the tables
 below for what the registry does not say (commutativity, loop structure, training-only ops). Ops the
-installed TF does not know (custom ops) fall back to the conservative ``unknown_op`` defaults.
+installed TF does not know (custom ops) fall back to the conservative ``unknown_op`` defaults. Without an
+importable TensorFlow the dialect raises :class:`TFUnavailableError` instead of answering differently.
 """
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Optional
 
-from ..ir.registry import OpInfo, register_domain, register_input_type_rule
-from ..ir.types import DType
+from ..ir.core import Graph, Node, Value
+from ..ir.dialect import Dialect
+from ..ir.registry import OpInfo
+from ..ir.types import DType, Tensor, TensorType
+from .tf_opdefs import TFUnavailableError, _op_def, dtype_from_tf, dtype_to_tf  # noqa: F401  (re-exported)
+from . import tf_precision
 from .tf_precision import precision_class
-
-# DataType enum values from tensorflow/core/framework/types.proto.
-_TF_ENUM = {
-    1: "f32", 2: "f64", 3: "i32", 4: "u8", 5: "i16", 6: "i8", 7: "string", 8: "c64", 9: "i64",
-    10: "bool", 11: "qi8", 12: "qu8", 13: "qi32", 14: "bf16", 15: "qi16", 16: "qu16", 17: "u16",
-    18: "c128", 19: "f16", 20: "resource", 21: "variant", 22: "u32", 23: "u64",
-    24: "f8e5m2", 25: "f8e4m3fn", 26: "f8e4m3fnuz", 27: "f8e4m3b11fnuz", 28: "f8e5m2fnuz",
-    29: "i4", 30: "u4", 31: "i2", 32: "u2", 33: "f4e2m1fn",
-}
-_REF_OFFSET = 100
-_TO_ENUM = {v: k for k, v in _TF_ENUM.items()}
-
-
-def dtype_from_tf(enum: int) -> DType:
-    """Map a TF ``DataType`` enum value to a graphir dtype (``*_ref`` for reference types)."""
-    if enum > _REF_OFFSET:
-        return DType.get(_TF_ENUM[enum - _REF_OFFSET] + "_ref")
-    try:
-        return DType.get(_TF_ENUM[enum])
-    except KeyError:
-        raise ValueError(f"unsupported TF dtype enum {enum}") from None
-
-
-def dtype_to_tf(dtype: DType) -> int:
-    if dtype.is_ref:
-        return _TO_ENUM[dtype.base.name] + _REF_OFFSET
-    return _TO_ENUM[dtype.name]
-
 
 COMMUTATIVE = {
     "Add", "AddV2", "Mul", "Maximum", "Minimum", "LogicalAnd", "LogicalOr", "Equal", "NotEqual",
@@ -64,21 +41,22 @@ SIDE_EFFECTING = {
     "Save", "SaveSlices", "MergeV2Checkpoints", "WriteFile", "DestroyResourceOp", "StatefulPartitionedCall",
     "ResourceApplyGradientDescent", "NoOp",
 }
+# Ops whose output can be far larger than their inputs: constant folding keeps them symbolic when big.
+EXPANDING = {"Fill", "Tile", "BroadcastTo", "ZerosLike", "OnesLike", "Pad", "PadV2", "MirrorPad", "OneHot",
+             "Range", "Zeros", "Ones", "Empty", "MatrixDiag", "MatrixDiagV3", "ResizeBilinear",
+             "ResizeNearestNeighbor", "Conv2DBackpropInput", "TensorScatterUpdate"}
+# Shape queries answered from the IR's static shapes, even when their input is not constant.
+SHAPE_QUERIES = {"Shape": "shape", "ShapeN": "shape", "Size": "size", "Rank": "rank"}
+# Debug-only ops with side effects nobody needs at inference; value: the data input they pass through.
+DEBUG_ONLY = {"Assert": None, "Print": 0, "PrintV2": None, "NoOp": None}
+SWITCHES = {"Switch", "RefSwitch"}
+# Pure ops that constant folding leaves alone: graph inputs, and ops whose value only exists at run time.
+NOT_FOLDABLE = {"Placeholder", "PlaceholderV2", "PlaceholderWithDefault", "Const", "HostConst"}
 # Stateless ops TF still marks stateful for reasons that do not matter at inference.
 NOT_STATEFUL = {"Placeholder", "PlaceholderV2"}
 
 
-@lru_cache(maxsize=None)
-def _op_def(op_type: str):
-    """TF's OpDef for ``op_type`` (None if the installed TF does not know it); the one cached lookup."""
-    try:
-        from tensorflow.python.framework import op_def_registry
-    except ImportError:  # pragma: no cover - TF is a hard dependency
-        return None
-    return op_def_registry.get(op_type)
-
-
-def _provider(op_type: str) -> Optional[OpInfo]:
+def _provider(op_type: str, version: Optional[int] = None) -> Optional[OpInfo]:
     od = _op_def(op_type)
     if od is None:
         return None
@@ -97,6 +75,13 @@ def _provider(op_type: str) -> Optional[OpInfo]:
         identity_like=op_type in IDENTITY_LIKE,
         training_only=op_type in TRAINING_ONLY,
         precision=precision_class(op_type),
+        foldable=not stateful and op_type not in CONTROL_FLOW and op_type not in NOT_FOLDABLE,
+        expanding=op_type in EXPANDING,
+        debug_only=op_type in DEBUG_ONLY,
+        passthrough=DEBUG_ONLY.get(op_type),
+        switch=op_type in SWITCHES,
+        defaulted_input=op_type == "PlaceholderWithDefault",
+        shape_query=SHAPE_QUERIES.get(op_type),
     )
 
 
@@ -163,5 +148,66 @@ def _expected_input_dtypes(node) -> Optional[list[DType]]:
     return out
 
 
-register_domain("tf", _provider)
-register_input_type_rule("tf", expected_input_dtypes)
+class TFDialect(Dialect):
+    """TensorFlow GraphDef ops (``tf.*``). Value names follow TF's ``node`` / ``node:i`` convention."""
+
+    domain = "tf"
+
+    def op_info(self, op_type: str, version: Optional[int] = None) -> Optional[OpInfo]:
+        return _provider(op_type, version)
+
+    def expected_input_dtypes(self, node: Node) -> Optional[list[DType]]:
+        return expected_input_dtypes(node)
+
+    def is_op(self, op_type: str) -> bool:
+        return tf_precision.is_tf_op(op_type)
+
+    def precision_class(self, op_type: str) -> str:
+        return precision_class(op_type)
+
+    def precision_plan(self, node: Node):
+        return tf_precision.precision_plan(node)
+
+    def set_node_precision(self, graph: Graph, node: Node, plan, dtype: DType) -> None:
+        for a in plan.attrs:
+            graph.set_attr(node, a, dtype)
+        graph.set_output_types(node, [v.type.with_dtype(dtype) if i in plan.outs else v.type
+                                      for i, v in enumerate(node.outputs)])
+
+    def cast_target(self, node: Node) -> Optional[DType]:
+        return node.attrs.get("DstT") if node.op_type == "Cast" and node.domain == "tf" else None
+
+    def cast_truncates(self, node: Node) -> bool:
+        return bool(node.attrs.get("Truncate", False))
+
+    def make_constant(self, graph: Graph, array, name: str, *, dtype: Optional[DType] = None,
+                      like: Optional[Node] = None) -> Value:
+        t = array if isinstance(array, Tensor) else Tensor.from_array(array, dtype)
+        n = graph.add_node("Const", (), {"dtype": t.dtype, "value": t}, [TensorType(t.dtype, t.shape)],
+                           domain="tf", name=name, device=like.device if like is not None else "")
+        return n.outputs[0]
+
+    def make_cast(self, graph: Graph, value: Value, dtype: DType, name: str, *,
+                  like: Optional[Node] = None) -> Value:
+        n = graph.add_node("Cast", [value], {"SrcT": value.dtype, "DstT": dtype, "Truncate": False},
+                           [value.type.with_dtype(dtype)], domain="tf", name=name,
+                           device=like.device if like is not None else (value.node.device if value.node else ""))
+        return n.outputs[0]
+
+    def make_placeholder(self, graph: Graph, name: str, type: TensorType) -> Value:
+        n = graph.add_node("Placeholder", (), {"dtype": type.dtype, "shape": type.shape}, [type], domain="tf",
+                           name=name, unique=False)
+        return n.outputs[0]
+
+    def set_cast_dtype(self, graph: Graph, node: Node, src: DType, dst: DType) -> None:
+        graph.set_attr(node, "SrcT", src)
+        graph.set_attr(node, "DstT", dst)
+        graph.set_output_types(node, [node.outputs[0].type.with_dtype(dst)])
+
+    def set_constant(self, graph: Graph, node: Node, tensor: Tensor) -> None:
+        graph.set_attr(node, "value", tensor)
+        graph.set_attr(node, "dtype", tensor.dtype)
+        graph.set_output_types(node, [TensorType(tensor.dtype, tensor.shape)])
+
+
+TF = TFDialect()

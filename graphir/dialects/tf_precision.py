@@ -6,8 +6,12 @@ and every op not listed). Whether a node can really run in bf16 is asked of TF's
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
+
+from ..ir.types import DType, f32
+from .tf_opdefs import _op_def, dtype_to_tf
 
 COMPUTE = frozenset({
     "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2D", "Conv3D", "DepthwiseConv2dNative",
@@ -84,6 +88,52 @@ def has_bf16_kernel(op_type: str, bf16_attrs, other_attrs: Optional[dict] = None
 
 
 def is_tf_op(op_type: str) -> bool:
-    from .tf import _op_def
-
     return _op_def(op_type) is not None or op_type in _LISTED
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """How a node switches to bf16: which type attrs flip, and the input slots / output indices whose
+    dtype follows them; ``convertible`` if the op def and a CPU kernel of the installed TF allow it."""
+
+    attrs: frozenset
+    ins: tuple
+    outs: tuple
+    convertible: bool
+
+
+def precision_plan(node) -> Optional[PrecisionPlan]:
+    """Which of ``node``'s ports are fp32 floats that switch to bf16 together; None if it has none."""
+    if node.domain != "tf" or node.info.constant_attr:
+        return None
+    od = _op_def(node.op_type)
+    if od is None:
+        return None
+    keep = KEEP_FP32_ATTRS.get(node.op_type, ())
+    type_attrs = {a.name: a for a in od.attr if a.type == "type"}
+    flip = {n for n in type_attrs if node.attrs.get(n) is f32 and n not in keep}
+    if not flip:
+        return None
+
+    def ports(args):
+        slots, i = [], 0
+        for arg in args:
+            if arg.type_list_attr:
+                n = len(node.attrs.get(arg.type_list_attr) or ())
+            elif arg.number_attr:
+                n = int(node.attrs.get(arg.number_attr, 1))
+            else:
+                n = 1
+            if arg.type_attr in flip:
+                slots.extend(range(i, i + n))
+            i += n
+        return tuple(slots)
+
+    ins, outs = ports(od.input_arg), ports(od.output_arg)
+    if not ins and not outs:
+        return None
+    allowed = all(not type_attrs[a].allowed_values.list.type or BF16_ENUM in type_attrs[a].allowed_values.list.type
+                  for a in flip)
+    other = {n: dtype_to_tf(v) for n in type_attrs if n not in flip and isinstance(v := node.attrs.get(n), DType)}
+    ok = allowed and has_bf16_kernel(node.op_type, flip, other)
+    return PrecisionPlan(frozenset(flip), ins, outs, ok)

@@ -30,10 +30,15 @@ def load(model, inputs: Names = None, outputs: Names = None, *, signature: str =
 
         return select_signature(model.copy(), inputs, outputs)
     if isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".gir"):
-        from ..ir.parser import parse_file  # reports a missing file itself, like the TF frontend
+        from ..errors import ModelLoadError
+        from ..ir.parser import ParseError, parse_file
         from .select import select_signature
 
-        return select_signature(parse_file(model), inputs, outputs)
+        try:
+            graph = parse_file(model)  # reports a missing file itself, like the TF frontend
+        except ParseError as e:
+            raise ModelLoadError(str(e)) from None
+        return select_signature(graph, inputs, outputs)
     from . import tf as tf_frontend
 
     return tf_frontend.load(model, inputs, outputs, signature=signature)

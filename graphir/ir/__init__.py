@@ -1,10 +1,11 @@
 """graphir's framework-neutral IR."""
-from .core import CTRL, Graph, IRError, Node, Port, Value
+from .core import CTRL, Graph, Node, Port, Value
+from .errors import IRError
 from .registry import OpInfo, op_info
-from .types import DType, FuncRef, Placeholder, Shape, Tensor, TensorType
+from .types import DType, FuncRef, Placeholder, Shape, Subgraph, Tensor, TensorType
 from .verifier import VerificationError, verify
 
 __all__ = [
     "CTRL", "DType", "FuncRef", "Graph", "IRError", "Node", "OpInfo", "Placeholder", "Port", "Shape",
-    "Tensor", "TensorType", "Value", "VerificationError", "op_info", "verify",
+    "Subgraph", "Tensor", "TensorType", "Value", "VerificationError", "op_info", "verify",
 ]

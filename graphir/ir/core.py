@@ -1,44 +1,60 @@
-"""The IR core: :class:`Value`, :class:`Node` and :class:`Graph`.
+"""The IR core: :class:`Value`, :class:`Node`, :class:`Graph` and the :class:`Subgraph` attribute kind.
 
-The graph store is a ``networkx.MultiDiGraph`` keyed by node name. A data edge ``u -> v`` has key
-``slot`` (the consumer's input index) and data ``out`` (the producer's output index); a control edge has
-key ``CTRL``. Each :class:`Node` also keeps its ordered inputs, so reading is cheap; every mutation goes
-through :class:`Graph` methods, which keep both views in step. Passes never touch ``Graph.nx`` directly.
+The store is the objects themselves, as in onnx-ir: a node holds its ordered inputs (``None`` for an absent
+optional operand) and control inputs; a value holds its uses, ``(node, slot)`` pairs, where the slot is an
+input index or, for a value captured by a nested subgraph, ``(attr_name, i)``. A node also knows its
+control users. Every mutation goes through :class:`Graph` methods, which keep the two directions in step;
+the verifier checks that they are. networkx graphs are *views*, built on demand for the algorithms that
+need one (:meth:`Graph.nx_view`) and cached until the next structural change.
+
+Nothing here knows a framework: a node's ``domain`` is required, value names come from the dialect
+(:func:`graphir.ir.registry.value_name`) unless a value has a name of its own, and graph arguments and
+initializers are values that no node produces.
 """
 from __future__ import annotations
 
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import networkx as nx
 
+from .errors import IRError
 from .registry import op_info as _op_info
-from .types import Shape, Tensor, TensorType
+from .registry import value_name as _value_name
+from .types import Shape, Subgraph, Tensor, TensorType
 
-CTRL = "^"
-_EMPTY: dict = {}
-
-
-class IRError(Exception):
-    """A misuse of the IR API (e.g. removing a node that still has uses)."""
+CTRL = "^"  # the key of control edges in networkx views
+_UNSET = object()
 
 
 class Value:
-    """One output of a node. Values compare by identity."""
+    """One output of a node, or a graph argument / initializer (``node is None``). Compared by identity.
 
-    __slots__ = ("node", "index", "type")
+    ``const`` holds an initializer's tensor. ``name`` is the value's own name when it has one, else the
+    name its dialect derives from the producing node."""
 
-    def __init__(self, node: "Node", index: int, type: TensorType):
+    __slots__ = ("node", "index", "type", "_name", "_uses", "graph", "const")
+
+    def __init__(self, node: Optional["Node"], index: int, type: TensorType, name: Optional[str] = None):
         self.node = node
         self.index = index
         self.type = type
+        self._name = name
+        self._uses: list[tuple[Node, Any]] = []
+        self.graph: Optional[Graph] = None  # set for arguments and initializers; outputs use node.graph
+        self.const: Optional[Tensor] = None
 
     @property
     def name(self) -> str:
-        """The TF-style tensor name: ``node`` for output 0, ``node:i`` otherwise."""
-        return self.node.name if self.index == 0 else f"{self.node.name}:{self.index}"
+        if self._name is not None:
+            return self._name
+        return _value_name(self.node.domain, self.node.name, self.index)
+
+    @property
+    def owner(self) -> Optional["Graph"]:
+        return self.node.graph if self.node is not None else self.graph
 
     @property
     def dtype(self):
@@ -48,8 +64,16 @@ class Value:
     def shape(self) -> Shape:
         return self.type.shape
 
-    def uses(self) -> list[tuple["Node", int]]:
-        return self.node.graph.uses(self)
+    @property
+    def is_argument(self) -> bool:
+        return self.node is None and self.const is None
+
+    @property
+    def is_initializer(self) -> bool:
+        return self.node is None and self.const is not None
+
+    def uses(self) -> list[tuple["Node", Any]]:
+        return list(self._uses)
 
     def __repr__(self):
         return f"%{self.name}: {self.type.text()}"
@@ -58,22 +82,26 @@ class Value:
 class Node:
     """An operation: ``domain.op_type`` with attributes, device, ordered inputs and control inputs."""
 
-    __slots__ = ("name", "op_type", "domain", "attrs", "device", "_inputs", "_controls", "outputs", "graph", "meta")
+    __slots__ = ("name", "op_type", "domain", "attrs", "device", "_inputs", "_controls", "_cusers", "outputs",
+                 "graph", "meta")
 
-    def __init__(self, name, op_type, domain, attrs, device, output_types):
+    def __init__(self, name, op_type, domain, attrs, device, output_types, output_names=None):
         self.name: str = name
         self.op_type: str = op_type
         self.domain: str = domain
         self.attrs: dict[str, Any] = dict(attrs or {})
         self.device: str = device or ""
-        self._inputs: list[Value] = []
+        self._inputs: list[Optional[Value]] = []
         self._controls: list[Node] = []
-        self.outputs: list[Value] = [Value(self, i, t) for i, t in enumerate(output_types)]
+        self._cusers: list[Node] = []
+        names = list(output_names or ())
+        self.outputs: list[Value] = [Value(self, i, t, names[i] if i < len(names) else None)
+                                     for i, t in enumerate(output_types)]
         self.graph: Optional[Graph] = None
         self.meta: dict[str, Any] = {}
 
     @property
-    def inputs(self) -> tuple[Value, ...]:
+    def inputs(self) -> tuple[Optional[Value], ...]:
         return tuple(self._inputs)
 
     @property
@@ -89,7 +117,9 @@ class Node:
 
     @property
     def info(self):
-        return _op_info(self.domain, self.op_type)
+        g = self.graph
+        version = g.opset_imports.get(self.domain) if g is not None and g.opset_imports else None
+        return _op_info(self.domain, self.op_type, version)
 
     def const_value(self) -> Optional[Tensor]:
         """The constant this node holds, if the domain's op data marks it as a constant op."""
@@ -98,6 +128,11 @@ class Node:
             v = self.attrs.get(info.constant_attr)
             return v if isinstance(v, Tensor) else None
         return None
+
+    def subgraphs(self) -> Iterator[tuple[str, Subgraph]]:
+        for k, v in self.attrs.items():
+            if isinstance(v, Subgraph):
+                yield k, v
 
     def __repr__(self):
         return f"<Node {self.qualified_op} {self.name!r}>"
@@ -114,94 +149,122 @@ class Port:
 _NAME_SUFFIX = re.compile(r"^(.*?)(?:_(\d+))?$")
 
 
+def _copy_attr(v, vmap):
+    """A deep copy of an attribute value: containers are copied, immutable leaves (tensors, dtypes, shapes,
+    strings) shared, nested subgraphs copied with their captures remapped through ``vmap``."""
+    if isinstance(v, list):
+        return [_copy_attr(x, vmap) for x in v]
+    if isinstance(v, dict):
+        return {k: _copy_attr(x, vmap) for k, x in v.items()}
+    if isinstance(v, Subgraph):
+        return Subgraph(v.graph.copy(), [vmap.get(c, c) for c in v.captures])
+    return v
+
+
 class Graph:
     """A typed dataflow graph with a signature (inputs/outputs) and framework data carried along."""
 
     def __init__(self, name: str = "main"):
         self.name = name
-        self.nx = nx.MultiDiGraph()
+        self._nodes: dict[str, Node] = {}
         self.inputs: list[Port] = []
         self.outputs: list[Port] = []
+        self.arguments: list[Value] = []          # values no node produces (e.g. ONNX graph inputs)
+        self.initializers: dict[str, Value] = {}  # named constant values no node produces
+        self.captures: list[Value] = []           # in a subgraph body: the arguments standing for captures
+        self.opset_imports: dict[str, int] = {}   # domain -> op set version, for versioned dialects
         # Framework data kept verbatim for losslessness, keys prefixed by domain ("tf.library", ...).
         self.attrs: dict[str, Any] = {}
         self.meta: dict[str, Any] = {}
         self._name_counter = itertools.count()
-        # The last insertion-order topological order, dropped by every structural mutation below: the
-        # verifier computes one after each pass, and the next pass usually starts by asking for it again.
+        # Caches dropped by every structural mutation: the insertion-order topological order (the verifier
+        # computes one after each pass and the next pass usually asks for it again) and the networkx view.
         self._order: Optional[list[Node]] = None
+        self._view: Optional[nx.MultiDiGraph] = None
+
+    def _changed(self) -> None:
+        self._order = None
+        self._view = None
 
     # ------------------------------------------------------------------ lookup
     def __len__(self) -> int:
-        return self.nx.number_of_nodes()
+        return len(self._nodes)
 
     def __contains__(self, name) -> bool:
         if isinstance(name, Node):
-            return name.graph is self and name.name in self.nx
-        return name in self.nx
+            return name.graph is self and self._nodes.get(name.name) is name
+        return name in self._nodes
 
     def __iter__(self) -> Iterator[Node]:
         return self.nodes()
 
     def nodes(self) -> Iterator[Node]:
         """Nodes in insertion order."""
-        for _, data in self.nx.nodes(data="obj"):
-            yield data
+        return iter(list(self._nodes.values()))
 
     def node(self, name: str) -> Node:
         try:
-            return self.nx.nodes[name]["obj"]
+            return self._nodes[name]
         except KeyError:
             raise KeyError(f"no node named {name!r}") from None
 
     def get(self, name: str) -> Optional[Node]:
-        d = self.nx.nodes.get(name)
-        return None if d is None else d["obj"]
+        return self._nodes.get(name)
 
     def value(self, ref: str) -> Value:
-        """Resolve a TF-style tensor name ``node`` or ``node:i``."""
+        """The value named ``ref``: an argument, an initializer, or a node output by its (dialect) name."""
+        for v in itertools.chain(self.arguments, self.captures):
+            if v.name == ref:
+                return v
+        if ref in self.initializers:
+            return self.initializers[ref]
+        # Derived names start with the node name; try the longest node-name prefix first.
+        for cut in [len(ref)] + [i for i in range(len(ref) - 1, 0, -1) if not ref[i].isalnum()]:
+            node = self._nodes.get(ref[:cut])
+            if node is not None:
+                for v in node.outputs:
+                    if v.name == ref:
+                        return v
+        for node in self._nodes.values():
+            for v in node.outputs:
+                if v._name == ref:
+                    return v
         name, _, idx = ref.partition(":")
-        if idx and not idx.isdigit():
-            raise KeyError(f"bad tensor name {ref!r}")
-        node = self.node(name)
-        i = int(idx) if idx else 0
-        if i >= len(node.outputs):
-            raise KeyError(f"node {name!r} has {len(node.outputs)} outputs, no output {i}")
-        return node.outputs[i]
+        node = self._nodes.get(name)
+        if node is not None and idx.isdigit():
+            raise KeyError(f"node {name!r} has {len(node.outputs)} outputs, no output {idx}")
+        raise KeyError(f"no value named {ref!r}")
 
     def unique_name(self, base: str) -> str:
-        if base not in self.nx:
+        if base not in self._nodes:
             return base
         stem = _NAME_SUFFIX.match(base).group(1) or base
         while True:
             cand = f"{stem}_{next(self._name_counter)}"
-            if cand not in self.nx:
+            if cand not in self._nodes:
                 return cand
 
     # ------------------------------------------------------------------ uses
-    def uses(self, value: Value) -> list[tuple[Node, int]]:
-        """(consumer, input slot) pairs reading ``value``, in consumer insertion order."""
-        # The raw adjacency dicts: networkx's edge views cost several times the loop itself.
-        out = []
-        nodes = self.nx._node
-        idx = value.index
-        for dst, keyed in self.nx._succ.get(value.node.name, _EMPTY).items():
-            for key, data in keyed.items():
-                if key != CTRL and data.get("out") == idx:
-                    out.append((nodes[dst]["obj"], key))
-        return out
+    @staticmethod
+    def uses(value: Value) -> list[tuple[Node, Any]]:
+        """(consumer, input slot) pairs reading ``value``; a capture's slot is ``(attr_name, i)``."""
+        return list(value._uses)
 
-    def users(self, node: Node) -> list[Node]:
-        """Distinct nodes that read any data output of ``node``."""
-        nodes = self.nx._node
-        return [nodes[dst]["obj"] for dst, keyed in self.nx._succ.get(node.name, _EMPTY).items()
-                if len(keyed) > (CTRL in keyed)]
+    @staticmethod
+    def users(node: Node) -> list[Node]:
+        """Distinct nodes that read any data output of ``node`` (captures included)."""
+        out: dict[int, Node] = {}
+        for v in node.outputs:
+            for u, _ in v._uses:
+                out.setdefault(id(u), u)
+        return list(out.values())
 
-    def control_users(self, node: Node) -> list[Node]:
-        nodes = self.nx._node
-        return [nodes[dst]["obj"] for dst, keyed in self.nx._succ.get(node.name, _EMPTY).items() if CTRL in keyed]
+    @staticmethod
+    def control_users(node: Node) -> list[Node]:
+        return list(node._cusers)
 
     def has_uses(self, value: Value) -> bool:
-        return bool(self.uses(value)) or self.is_output(value)
+        return bool(value._uses) or self.is_output(value)
 
     def is_output(self, value: Value) -> bool:
         return any(p.value is value for p in self.outputs)
@@ -213,67 +276,159 @@ class Graph:
     def add_node(
         self,
         op_type: str,
-        inputs: Sequence[Value] = (),
+        inputs: Sequence[Optional[Value]] = (),
         attrs: Optional[dict] = None,
         output_types: Sequence[TensorType] = (),
         *,
+        domain: str,
         name: Optional[str] = None,
-        domain: str = "tf",
         device: str = "",
         control_inputs: Sequence[Node] = (),
         unique: bool = True,
+        output_names: Sequence[Optional[str]] = (),
     ) -> Node:
         """Create a node. With ``unique`` (default) a taken ``name`` gets a numeric suffix."""
         name = name or op_type
         if unique:
             name = self.unique_name(name)
-        elif name in self.nx:
+        elif name in self._nodes:
             raise IRError(f"duplicate node name {name!r}")
-        node = Node(name, op_type, domain, attrs, device, output_types)
+        node = Node(name, op_type, domain, attrs, device, output_types, output_names)
         node.graph = self
-        self._order = None
-        self.nx.add_node(name, obj=node)
+        self._changed()
+        self._nodes[name] = node
         if inputs:
             self.set_inputs(node, inputs)
         for c in control_inputs:
             self.add_control_input(node, c)
+        for k, sg in node.subgraphs():
+            self._track_captures(node, k, sg)
         return node
 
+    def add_argument(self, name: str, type: TensorType) -> Value:
+        """A graph argument: a value with no producing node."""
+        if any(v.name == name for v in self.arguments):
+            raise IRError(f"duplicate argument {name!r}")
+        v = Value(None, len(self.arguments), type, name)
+        v.graph = self
+        self.arguments.append(v)
+        return v
+
+    def add_capture(self, name: str, type: TensorType) -> Value:
+        """In a subgraph body: an argument standing for a captured outer value."""
+        v = Value(None, len(self.captures), type, name)
+        v.graph = self
+        self.captures.append(v)
+        return v
+
+    def add_initializer(self, name: str, tensor: Tensor, type: Optional[TensorType] = None) -> Value:
+        """A named constant value with no producing node."""
+        if name in self.initializers:
+            raise IRError(f"duplicate initializer {name!r}")
+        v = Value(None, -1, type or TensorType(tensor.dtype, tensor.shape), name)
+        v.graph = self
+        v.const = tensor
+        self.initializers[name] = v
+        return v
+
+    def remove_initializer(self, value: Value) -> None:
+        if value._uses or self.is_output(value):
+            raise IRError(f"cannot remove initializer {value.name!r}: it is still used")
+        del self.initializers[value.name]
+        value.graph = None
+
     def _check_owned(self, v: Value):
-        if v.node.graph is not self:
+        if v.owner is not self:
             raise IRError(f"value {v.name!r} does not belong to this graph")
 
-    def set_input(self, node: Node, slot: int, value: Value) -> None:
-        self._check_owned(value)
-        self._order = None
-        old = node._inputs[slot]
-        self.nx.remove_edge(old.node.name, node.name, key=slot)
-        node._inputs[slot] = value
-        self.nx.add_edge(value.node.name, node.name, key=slot, out=value.index)
+    def _unlink(self, v: Optional[Value], node: Node, slot) -> None:
+        if v is not None:
+            uses = v._uses
+            for i, (u, s) in enumerate(uses):
+                if u is node and s == slot:
+                    del uses[i]
+                    return
+            raise IRError(f"use list of {v.name!r} lacks ({node.name!r}, {slot!r})")
 
-    def set_inputs(self, node: Node, values: Sequence[Value]) -> None:
-        self._order = None
+    def set_input(self, node: Node, slot: int, value: Optional[Value]) -> None:
+        """Point input ``slot`` of ``node`` at ``value`` (``None``: an absent optional operand)."""
+        if value is not None:
+            self._check_owned(value)
+        self._changed()
+        self._unlink(node._inputs[slot], node, slot)
+        node._inputs[slot] = value
+        if value is not None:
+            value._uses.append((node, slot))
+
+    def set_inputs(self, node: Node, values: Sequence[Optional[Value]]) -> None:
+        self._changed()
         for i, old in enumerate(node._inputs):
-            self.nx.remove_edge(old.node.name, node.name, key=i)
+            self._unlink(old, node, i)
         node._inputs = []
         for v in values:
-            self._check_owned(v)
+            if v is not None:
+                self._check_owned(v)
+                v._uses.append((node, len(node._inputs)))
             node._inputs.append(v)
-            self.nx.add_edge(v.node.name, node.name, key=len(node._inputs) - 1, out=v.index)
 
     def add_control_input(self, node: Node, src: Node) -> None:
         if src.graph is not self:
             raise IRError(f"control input {src.name!r} does not belong to this graph")
         if src in node._controls:
             return
-        self._order = None
+        self._changed()
         node._controls.append(src)
-        self.nx.add_edge(src.name, node.name, key=CTRL)
+        src._cusers.append(node)
 
     def remove_control_input(self, node: Node, src: Node) -> None:
-        self._order = None
+        self._changed()
         node._controls.remove(src)
-        self.nx.remove_edge(src.name, node.name, key=CTRL)
+        src._cusers.remove(node)
+
+    def set_attr(self, node: Node, key: str, value: Any) -> None:
+        """Set (or with ``value=None`` and a missing key, add as unit) attribute ``key`` of ``node``."""
+        old = node.attrs.get(key)
+        if isinstance(old, Subgraph):
+            self._untrack_captures(node, key, old)
+        node.attrs[key] = value
+        if isinstance(value, Subgraph):
+            self._track_captures(node, key, value)
+
+    def del_attr(self, node: Node, key: str) -> None:
+        old = node.attrs.pop(key, None)
+        if isinstance(old, Subgraph):
+            self._untrack_captures(node, key, old)
+
+    def _track_captures(self, node: Node, key: str, sg: Subgraph) -> None:
+        for i, v in enumerate(sg.captures):
+            self._check_owned(v)
+            v._uses.append((node, (key, i)))
+        self._changed()
+
+    def _untrack_captures(self, node: Node, key: str, sg: Subgraph) -> None:
+        for i, v in enumerate(sg.captures):
+            self._unlink(v, node, (key, i))
+        self._changed()
+
+    def set_outputs(self, ports: Sequence[Union[Port, tuple[str, Value]]]) -> None:
+        """Replace the graph outputs."""
+        new = [p if isinstance(p, Port) else Port(*p) for p in ports]
+        for p in new:
+            self._check_owned(p.value)
+        self.outputs = new
+
+    def set_graph_inputs(self, ports: Sequence[Union[Port, tuple[str, Value]]]) -> None:
+        new = [p if isinstance(p, Port) else Port(*p) for p in ports]
+        for p in new:
+            self._check_owned(p.value)
+        self.inputs = new
+
+    def set_op(self, node: Node, op_type: str, domain: Optional[str] = None) -> None:
+        """Change a node's op type (and domain) in place, keeping its name, inputs and uses."""
+        node.op_type = op_type
+        if domain is not None:
+            node.domain = domain
+        self._changed()
 
     def replace_all_uses_with(self, old: Value, new: Value, *, outputs: bool = True) -> int:
         """Point every reader of ``old`` at ``new``. With ``outputs``, graph outputs follow too.
@@ -282,9 +437,17 @@ class Graph:
         self._check_owned(new)
         if old is new:
             return 0
-        uses = self.uses(old)
+        uses = list(old._uses)
         for user, slot in uses:
-            self.set_input(user, slot, new)
+            if isinstance(slot, tuple):
+                key, i = slot
+                sg = user.attrs[key]
+                self._unlink(old, user, slot)
+                sg.captures[i] = new
+                new._uses.append((user, slot))
+            else:
+                self.set_input(user, slot, new)
+        self._changed()
         n = len(uses)
         if outputs:
             for p in self.outputs:
@@ -292,6 +455,23 @@ class Graph:
                     p.value = new
                     n += 1
         return n
+
+    def replace_node(self, old: Node, new: Union[Node, Sequence[Value]]) -> None:
+        """Make every reader of ``old``'s outputs read ``new``'s (a node, or one value per output), move
+        ``old``'s control users onto ``new`` and remove ``old``."""
+        values = new.outputs if isinstance(new, Node) else list(new)
+        if len(values) < len(old.outputs) and any(self.has_uses(v) for v in old.outputs[len(values):]):
+            raise IRError(f"replace_node: {old.name!r} has {len(old.outputs)} outputs, got {len(values)}")
+        for o, n in zip(old.outputs, values):
+            self.replace_all_uses_with(o, n)
+        for u in list(old._cusers):
+            self.remove_control_input(u, old)
+            if isinstance(new, Node) and new is not u:
+                self.add_control_input(u, new)
+        for p in self.inputs:
+            if p.value.node is old:
+                raise IRError(f"replace_node: {old.name!r} is a graph input")
+        self.remove_node(old, forward_control=False)
 
     def remove_node(self, node: Node, *, forward_control: bool = True) -> None:
         """Remove a node that has no data uses and is not a graph input or output.
@@ -301,54 +481,75 @@ class Graph:
         if node.graph is not self:
             raise IRError(f"{node.name!r} is not in this graph")
         for v in node.outputs:
-            if self.uses(v):
+            if v._uses:
                 raise IRError(f"cannot remove {node.name!r}: output {v.name!r} is still used")
         if self.is_signature_node(node):
             raise IRError(f"cannot remove {node.name!r}: it is a graph input or output")
-        cusers = self.control_users(node)
+        cusers = list(node._cusers)
+        deps: list[Node] = []
         if cusers and forward_control:
-            deps = []
             for v in node._inputs:
-                if v.node not in deps:
+                if v is not None and v.node is not None and v.node not in deps:
                     deps.append(v.node)
             for c in node._controls:
                 if c not in deps:
                     deps.append(c)
-            for u in cusers:
-                self.remove_control_input(u, node)
-                for d in deps:
-                    if d is not u:
-                        self.add_control_input(u, d)
-        else:
-            for u in cusers:
-                self.remove_control_input(u, node)
-        self._order = None
-        self.nx.remove_node(node.name)
+        for u in cusers:
+            self.remove_control_input(u, node)
+            for d in deps:
+                if d is not u:
+                    self.add_control_input(u, d)
+        self._detach(node)
+        del self._nodes[node.name]
         node.graph = None
+        self._changed()
+
+    def _detach(self, node: Node) -> None:
+        """Drop ``node``'s own edges (its inputs, controls and captures) from the other side's lists."""
+        for i, v in enumerate(node._inputs):
+            self._unlink(v, node, i)
+        for c in node._controls:
+            c._cusers.remove(node)
+        for k, sg in node.subgraphs():
+            for i, v in enumerate(sg.captures):
+                self._unlink(v, node, (k, i))
 
     def remove_nodes(self, nodes: Iterable[Node]) -> int:
         """Remove a set of nodes whose data users all lie inside the set (control users outside
         the set simply lose the edge). Returns the number removed."""
         nodes = [n for n in nodes if n.graph is self]
-        doomed = {n.name for n in nodes}
+        doomed = {id(n) for n in nodes}
         for n in nodes:
             if self.is_signature_node(n):
                 raise IRError(f"cannot remove {n.name!r}: it is a graph input or output")
-            for u in self.users(n):
-                if u.name not in doomed:
-                    raise IRError(f"cannot remove {n.name!r}: still used by {u.name!r}")
+            for v in n.outputs:
+                for u, _ in v._uses:
+                    if id(u) not in doomed:
+                        raise IRError(f"cannot remove {n.name!r}: still used by {u.name!r}")
         for n in nodes:
-            for u in self.control_users(n):
-                if u.name not in doomed:
+            for u in list(n._cusers):
+                if id(u) not in doomed:
                     u._controls.remove(n)
-        self._order = None
-        self.nx.remove_nodes_from(doomed)
+        for n in nodes:
+            # Only edges from survivors matter; edges inside the set disappear with it.
+            for i, v in enumerate(n._inputs):
+                if v is not None and (v.node is None or id(v.node) not in doomed):
+                    self._unlink(v, n, i)
+            for c in n._controls:
+                if id(c) not in doomed:
+                    c._cusers.remove(n)
+            for k, sg in n.subgraphs():
+                for i, v in enumerate(sg.captures):
+                    if v.node is None or id(v.node) not in doomed:
+                        self._unlink(v, n, (k, i))
+            del self._nodes[n.name]
         for n in nodes:
             n.graph = None
+        self._changed()
         return len(nodes)
 
     def set_output_types(self, node: Node, types: Sequence[TensorType]) -> None:
-        """Retype a node's outputs in place (the number of outputs may only grow)."""
+        """Retype a node's outputs in place (outputs past ``len(types)`` must be unused)."""
         if len(types) < len(node.outputs):
             for v in node.outputs[len(types):]:
                 if self.has_uses(v):
@@ -361,27 +562,56 @@ class Graph:
                 node.outputs.append(Value(node, i, t))
 
     def rename(self, node: Node, new_name: str) -> None:
-        if new_name in self.nx:
+        if new_name in self._nodes:
             raise IRError(f"duplicate node name {new_name!r}")
-        # O(degree); nx.relabel_nodes scans every node of the graph.
-        self._order = None
-        G, old = self.nx, node.name
-        G.add_node(new_name, **G.nodes[old])
-        G.add_edges_from([(new_name, v, k, d) for _, v, k, d in G.out_edges(old, keys=True, data=True)])
-        G.add_edges_from([(u, new_name, k, d) for u, _, k, d in G.in_edges(old, keys=True, data=True)])
-        G.remove_node(old)
+        self._changed()
+        del self._nodes[node.name]
         node.name = new_name
+        self._nodes[new_name] = node
 
     # ------------------------------------------------------------------ algorithms
-    def _is_back_edge(self, src: str, dst: str) -> bool:
-        nodes = self.nx.nodes
-        return nodes[src]["obj"].info.loop_next and nodes[dst]["obj"].info.loop_merge
+    def _is_back_edge(self, src: Node, dst: Node) -> bool:
+        return src.info.loop_next and dst.info.loop_merge
+
+    def nx_view(self, *, back_edges: bool = False) -> nx.MultiDiGraph:
+        """A networkx graph of the node names: a data edge ``u -> v`` has key ``slot`` and data ``out``
+        (the producer's output index), a control edge key :data:`CTRL`. Without ``back_edges``, loop
+        back-edges (the dialect's ``loop_next -> loop_merge``) are left out. Build it when an algorithm
+        needs one; it is cached until the next mutation and must not be modified."""
+        if not back_edges and self._view is not None:
+            return self._view
+        G = nx.MultiDiGraph()
+        G.add_nodes_from(self._nodes)
+        edges = []
+        for n in self._nodes.values():
+            for slot, v in enumerate(n._inputs):
+                if v is not None and v.node is not None:
+                    if back_edges or not self._is_back_edge(v.node, n):
+                        edges.append((v.node.name, n.name, slot, {"out": v.index}))
+            for c in n._controls:
+                edges.append((c.name, n.name, CTRL, {}))
+            for k, sg in n.subgraphs():
+                for i, v in enumerate(sg.captures):
+                    if v.node is not None:
+                        edges.append((v.node.name, n.name, f"{k}:{i}", {"out": v.index}))
+        G.add_edges_from(edges)
+        if not back_edges:
+            self._view = G
+        return G
 
     def acyclic_view(self) -> nx.MultiDiGraph:
-        """A view without loop back-edges (e.g. TF1 NextIteration -> Merge)."""
-        if not any(n.info.loop_next for n in self.nodes()):
-            return self.nx
-        return nx.subgraph_view(self.nx, filter_edge=lambda u, v, k: not self._is_back_edge(u, v))
+        """The graph without loop back-edges (e.g. TF1 NextIteration -> Merge)."""
+        return self.nx_view()
+
+    def _preds(self, n: Node) -> Iterator[Node]:
+        for v in n._inputs:
+            if v is not None and v.node is not None:
+                yield v.node
+        yield from n._controls
+        for _, sg in n.subgraphs():
+            for v in sg.captures:
+                if v.node is not None:
+                    yield v.node
 
     def topo_order(self, *, by_name: bool = True) -> list[Node]:
         """A deterministic topological order (ties broken by node name), ignoring loop back-edges.
@@ -389,101 +619,116 @@ class Graph:
         ``by_name=False`` is faster: ties follow insertion order (still deterministic for a given graph)."""
         if not by_name:
             return self._kahn_order(cached=True)
-        view = self.acyclic_view()
-        nodes = self.nx.nodes
+        view = self.nx_view()
+        nodes = self._nodes
         try:
-            return [nodes[n]["obj"] for n in nx.lexicographical_topological_sort(view)]
+            return [nodes[n] for n in nx.lexicographical_topological_sort(view)]
         except nx.NetworkXUnfeasible:
             cycle = nx.find_cycle(view)
             raise IRError(f"graph has a cycle through {cycle[0][0]!r}") from None
 
     def _kahn_order(self, *, cached: bool = False) -> list[Node]:
-        # Kahn's algorithm on the raw adjacency dicts: nx.topological_sort computes in-degrees through
-        # MultiDiGraph views, which is several times slower on 100k-node graphs. ``cached`` reuses the
-        # last order if no mutation happened since (the verifier always recomputes).
+        # Kahn's algorithm over the nodes' own edge lists; ``cached`` reuses the last order if no mutation
+        # happened since (the verifier always recomputes).
         if cached and self._order is not None:
             return list(self._order)
-        G = self.nx
-        succ, pred, nodes = G._succ, G._pred, G._node
-        indeg = {n: len(p) for n, p in pred.items()}
-        back = set()
-        for n, d in nodes.items():
-            o = d["obj"]
-            if _op_info(o.domain, o.op_type).loop_merge:
-                for u in pred[n]:
-                    o = nodes[u]["obj"]
-                    if _op_info(o.domain, o.op_type).loop_next:
-                        back.add((u, n))
-                        indeg[n] -= 1
-        # FIFO over a list that grows as nodes become ready (cheaper than a deque).
-        ready = [n for n, k in indeg.items() if k == 0]
+        nodes = self._nodes
+        indeg: dict[int, int] = {}
+        succ: dict[int, list[Node]] = {}
+        has_loops = False
+        for n in nodes.values():
+            if n.info.loop_merge:
+                has_loops = True
+                break
+        for n in nodes.values():
+            k = 0
+            for p in self._preds(n):
+                if has_loops and self._is_back_edge(p, n):
+                    continue
+                k += 1
+                succ.setdefault(id(p), []).append(n)
+            indeg[id(n)] = k
+        ready = [n for n in nodes.values() if indeg[id(n)] == 0]
         i = 0
         while i < len(ready):
             n = ready[i]
             i += 1
-            for v in succ[n]:
-                if back and (n, v) in back:
-                    continue
-                k = indeg[v] - 1
-                indeg[v] = k
+            for v in succ.get(id(n), ()):
+                k = indeg[id(v)] - 1
+                indeg[id(v)] = k
                 if k == 0:
                     ready.append(v)
         if len(ready) != len(nodes):
-            cycle = nx.find_cycle(self.acyclic_view())
+            cycle = nx.find_cycle(self.nx_view())
             raise IRError(f"graph has a cycle through {cycle[0][0]!r}")
-        order = [nodes[n]["obj"] for n in ready]
-        self._order = order
-        return list(order)
+        self._order = ready
+        return list(ready)
 
     def ancestors(self, roots: Iterable[Node], *, control: bool = True) -> set[str]:
-        """Names of ``roots`` and every node they (transitively) depend on, in one walk over the
-        predecessor dicts however many roots there are (``nx.ancestors`` walks once per root)."""
-        pred = self.nx.pred
+        """Names of ``roots`` and every node they (transitively) depend on, captures included, in one
+        walk however many roots there are."""
         seen = {r.name for r in roots}
-        stack = list(seen)
+        stack = [self._nodes[n] for n in seen]
         while stack:
-            for u, keys in pred[stack.pop()].items():
-                if u not in seen and (control or any(k != CTRL for k in keys)):
-                    seen.add(u)
-                    stack.append(u)
+            n = stack.pop()
+            preds = list(self._preds(n)) if control else \
+                [v.node for v in n._inputs if v is not None and v.node is not None] + \
+                [v.node for _, sg in n.subgraphs() for v in sg.captures if v.node is not None]
+            for p in preds:
+                if p.name not in seen:
+                    seen.add(p.name)
+                    stack.append(p)
         return seen
 
     # ------------------------------------------------------------------ whole-graph helpers
     def copy(self) -> "Graph":
-        """A structural copy. Attribute dicts are copied; constants (immutable) are shared."""
+        """A deep copy: nodes, values, attributes (containers copied, immutable constants shared), meta,
+        arguments, initializers and nested subgraphs. Nothing is shared that a mutation could reach."""
+        import copy as _copy
+
         g = Graph(self.name)
-        g.attrs = dict(self.attrs)
-        g.meta = dict(self.meta)
-        old = self.nx._node
+        g.attrs = {k: _copy_attr(v, {}) for k, v in self.attrs.items()}
+        g.meta = _copy.deepcopy(self.meta)
+        g.opset_imports = dict(self.opset_imports)
+        vmap: dict[Value, Value] = {}
+        for v in self.arguments:
+            vmap[v] = g.add_argument(v.name, v.type)
+        for v in self.captures:
+            vmap[v] = g.add_capture(v.name, v.type)
+        for k, v in self.initializers.items():
+            vmap[v] = g.add_initializer(k, v.const, v.type)
         new: dict[str, Node] = {}
-        for name, d in old.items():
-            n = d["obj"]
-            m = Node(name, n.op_type, n.domain, n.attrs, n.device, [v.type for v in n.outputs])
-            m.meta = dict(n.meta)
+        for name, n in self._nodes.items():
+            m = Node(name, n.op_type, n.domain, None, n.device, [v.type for v in n.outputs],
+                     [v._name for v in n.outputs])
+            m.meta = _copy.deepcopy(n.meta) if n.meta else {}
             m.graph = g
             new[name] = m
-        for name, m in new.items():
-            n = old[name]["obj"]
-            m._inputs = [new[v.node.name].outputs[v.index] for v in n._inputs]
+            for a, b in zip(n.outputs, m.outputs):
+                vmap[a] = b
+        g._nodes = new
+        for name, n in self._nodes.items():
+            m = new[name]
+            m.attrs = {k: _copy_attr(v, vmap) for k, v in n.attrs.items()}
+            ins = []
+            for i, v in enumerate(n._inputs):
+                w = None if v is None else vmap[v]
+                if w is not None:
+                    w._uses.append((m, i))
+                ins.append(w)
+            m._inputs = ins
             m._controls = [new[c.name] for c in n._controls]
-        # Fill the edge store's adjacency dicts directly (as networkx's own add_edges_from would, in the
-        # same order); per-edge add_edges_from dominates the copy of a large graph otherwise.
-        G = g.nx
-        G.add_nodes_from((name, {"obj": m}) for name, m in new.items())
-        succ, pred = G._succ, G._pred
-        for u, nbrs in self.nx._succ.items():
-            su = succ[u]
-            for v, keyed in nbrs.items():
-                kd = {k: dict(d) for k, d in keyed.items()}
-                su[v] = kd
-                pred[v][u] = kd
-        g.inputs = [Port(p.name, new[p.value.node.name].outputs[p.value.index]) for p in self.inputs]
-        g.outputs = [Port(p.name, new[p.value.node.name].outputs[p.value.index]) for p in self.outputs]
+            m._cusers = [new[c.name] for c in n._cusers]
+            for k, sg in m.subgraphs():
+                for i, v in enumerate(sg.captures):
+                    v._uses.append((m, (k, i)))
+        g.inputs = [Port(p.name, vmap[p.value]) for p in self.inputs]
+        g.outputs = [Port(p.name, vmap[p.value]) for p in self.outputs]
         return g
 
     def op_histogram(self) -> dict[str, int]:
         hist: dict[str, int] = {}
-        for n in self.nodes():
+        for n in self._nodes.values():
             hist[n.op_type] = hist.get(n.op_type, 0) + 1
         return dict(sorted(hist.items()))
 
@@ -501,11 +746,11 @@ class Graph:
         return self.text()
 
     def save(self, path, format: Optional[str] = None, **kwargs) -> None:
-        """Write the graph: ``.gir`` text, or a TensorFlow ``.pb`` / ``.pbtxt`` / SavedModel directory."""
-        from ..backends import save
+        """Write the graph with the writer registered for the format (``.gir`` text, TF ``.pb`` / ``.pbtxt``
+        / SavedModel, ...); see :func:`graphir.ir.registry.register_writer`."""
+        from .registry import writer
 
-        save(self, path, format=format, **kwargs)
+        writer()(self, path, format=format, **kwargs)
 
     def __repr__(self):
         return f"<Graph {self.name!r}: {len(self)} nodes, {len(self.inputs)} inputs, {len(self.outputs)} outputs>"
-

@@ -2,7 +2,7 @@
 
 Recursive descent straight over the string, one compiled regex per token kind. There is no separate
 token stream because tokens are context-sensitive: after ``%`` or as a dict key ``1.5`` is a name, as a
-value it is a number. Every error is a :class:`~graphir.errors.ModelLoadError` reading
+value it is a number. Every error is a :class:`ParseError` (bad input, not a bug) reading
 ``file:LINE:COL: message``. Hand-written text may use free layout and ``// comments``; nodes may
 appear in any order (references resolve after all nodes exist).
 """
@@ -16,8 +16,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from ..errors import ModelLoadError
-from .core import Graph, Port
+from .core import Graph, Port, Subgraph
 from .printer import Elided
 from .types import DType, FuncRef, Placeholder, Shape, Tensor, TensorType
 
@@ -39,6 +38,10 @@ _DIGEST = re.compile(r"sha:([0-9a-fA-F]+)")
 _KEYWORDS = {"true": True, "false": False, "unit": None, "inf": float("inf"), "nan": float("nan")}
 
 
+class ParseError(ValueError):
+    """Text that is not valid graphir IR: ``file:LINE:COL: message`` on one line."""
+
+
 def parse(text: str, filename: str = "<text>") -> Graph:
     """Parse one ``graph @name { ... }`` into a new :class:`Graph`."""
     return _Parser(text, filename).parse()
@@ -50,11 +53,11 @@ def parse_file(path) -> Graph:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise ModelLoadError(f"{path}: {(e.strerror or str(e)).lower()}") from None
+        raise ParseError(f"{path}: {(e.strerror or str(e)).lower()}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ModelLoadError(f"{path}: not a graphir text file (invalid UTF-8 at byte {e.start})") from None
+        raise ParseError(f"{path}: not a graphir text file (invalid UTF-8 at byte {e.start})") from None
     return parse(text, filename=path)
 
 
@@ -64,6 +67,7 @@ class _Parser:
         self.pos = 0
         self.filename = filename
         self.types: dict[str, TensorType] = {}
+        self.pending_captures: list = []  # (Subgraph, [refs]) resolved against the enclosing graph
 
     # ------------------------------------------------------------------ errors and low-level scanning
     def error(self, msg: str, pos: int = None) -> NoReturn:
@@ -71,7 +75,7 @@ class _Parser:
         line = self.s.count("\n", 0, pos) + 1
         col = pos - self.s.rfind("\n", 0, pos)
         msg = " ".join(str(msg).split())  # one line, whatever went wrong
-        raise ModelLoadError(f"{self.filename}:{line}:{col}: {msg}")
+        raise ParseError(f"{self.filename}:{line}:{col}: {msg}")
 
     def found(self) -> str:
         if self.pos >= len(self.s):
@@ -214,6 +218,8 @@ class _Parser:
             if s.startswith("#blob<", p):
                 m = self.match(_BLOB, "#blob<sha:DIGEST, SIZE>")
                 return Elided(m.group(1), int(m.group(2)))
+            if s.startswith("#graph<", p):
+                return self.subgraph()
             if s.startswith("#shape<", p):
                 return Shape.parse(self.match(_SHAPE, "a shape like #shape<2x?>").group(1) or "")
             self.error(f"unknown attribute value {self.found()}")
@@ -235,6 +241,27 @@ class _Parser:
         if word in ("dense", "dense_resource"):
             return self.tensor(word, p)
         return self.dtype(word, p)
+
+    def subgraph(self) -> Subgraph:
+        """``#graph<captures(%a, %b)> graph @body {...}``; captures resolve in the enclosing graph."""
+        self.expect("#graph<")
+        self.expect("captures")
+        self.expect("(")
+        refs = []
+        if not self.accept(")"):
+            while True:
+                refs.append(self.value_ref())
+                if self.accept(")"):
+                    break
+                self.expect(",")
+        self.expect(">")
+        outer = self.pending_captures
+        self.pending_captures = []
+        body = self._graph()
+        self.pending_captures = outer
+        sg = Subgraph(body, [])
+        outer.append((sg, refs))
+        return sg
 
     def tensor(self, kind: str, start: int) -> Tensor:
         if not self.s.startswith("<", self.pos):
@@ -361,6 +388,9 @@ class _Parser:
                     cpos = self.pos
                     self.pos += 1
                     controls.append((self.sym("a control input name", skip_ws=False), cpos))
+                elif self.s.startswith("none", self.pos):
+                    self.pos += 4
+                    operands.append(None)
                 else:
                     operands.append(self.value_ref())
                 if self.accept(")"):
@@ -384,9 +414,33 @@ class _Parser:
             out_types = [t for t, _ in self.type_list()]
         else:
             out_types = [self.tensor_type()]
-        node = graph.add_node(op_type, (), attrs, out_types, name=name, domain=domain, device=device, unique=False)
-        if len(in_types) != len(operands):
-            self.error(f"node {name!r} has {len(operands)} operands but its signature lists {len(in_types)} "
+        out_names = []
+        if self.accept("results"):
+            self.expect("(")
+            while True:
+                self.ws()
+                if self.s.startswith("_", self.pos) and not self.s.startswith('"', self.pos):
+                    self.pos += 1
+                    out_names.append(None)
+                else:
+                    out_names.append(self.string())
+                if self.accept(")"):
+                    break
+                self.expect(",")
+            if len(out_names) != len(out_types):
+                self.error(f"node {name!r} names {len(out_names)} results but has {len(out_types)}", sig_pos)
+            for n in out_names:
+                if n is not None:
+                    if n in self.named:
+                        self.error(f"duplicate value name {n!r}", sig_pos)
+        node = graph.add_node(op_type, (), attrs, out_types, name=name, domain=domain, device=device, unique=False,
+                              output_names=out_names)
+        for v in node.outputs:
+            if v._name is not None:
+                self.named[v._name] = v
+        present = [o for o in operands if o is not None]
+        if len(in_types) != len(present):
+            self.error(f"node {name!r} has {len(present)} operands but its signature lists {len(in_types)} "
                        "operand types", sig_pos)
         pending.append((node, operands, controls, in_types))
 
@@ -409,6 +463,8 @@ class _Parser:
 
     def resolve(self, graph: Graph, ref: tuple[str, int, int]):
         name, idx, pos = ref
+        if idx == 0 and name in self.named:
+            return self.named[name]
         node = graph.get(name)
         if node is None:
             self.error(f"undefined value %{name}", pos)
@@ -423,17 +479,26 @@ class _Parser:
         gc.disable()
         try:
             return self._parse()
-        except ModelLoadError:
+        except ParseError:
             raise
         except (RecursionError, MemoryError) as e:
             self.error(f"input too deeply nested or too large ({type(e).__name__})")
-        except Exception as e:  # a safety net: bad text must never surface as a traceback
+        except (ValueError, OverflowError) as e:  # numpy/Tensor rejecting a value the grammar accepted
             self.error(f"{type(e).__name__}: {e}")
         finally:
             if gc_was_enabled:
                 gc.enable()
 
     def _parse(self) -> Graph:
+        graph = self._graph()
+        self.ws()
+        if self.pos < len(self.s):
+            self.error(f"unexpected text after the graph: {self.found()}")
+        return graph
+
+    def _graph(self) -> Graph:
+        outer_named = getattr(self, "named", {})
+        self.named: dict = {}
         self.expect("graph")
         self.expect("@")
         graph = Graph(self.sym("a graph name", skip_ws=False))
@@ -451,8 +516,51 @@ class _Parser:
             elif word == "attributes":
                 self.pos = m.end()
                 graph.attrs = self.attr_dict()
+            elif word == "opsets":
+                self.pos = m.end()
+                graph.opset_imports = self.attr_dict()
+            elif word in ("arguments", "captures"):
+                self.pos = m.end()
+                self.expect("{")
+                if not self.accept("}"):
+                    while True:
+                        self.ws()
+                        vpos = self.pos
+                        self.expect("%")
+                        vname = self.sym("a value name", skip_ws=False)
+                        self.expect(":")
+                        t = self.tensor_type()
+                        if vname in self.named:
+                            self.error(f"duplicate value name {vname!r}", vpos)
+                        add = graph.add_argument if word == "arguments" else graph.add_capture
+                        self.named[vname] = add(vname, t)
+                        if self.accept("}"):
+                            break
+                        self.expect(",")
+            elif word == "initializers":
+                self.pos = m.end()
+                self.expect("{")
+                if not self.accept("}"):
+                    while True:
+                        self.ws()
+                        vpos = self.pos
+                        self.expect("%")
+                        vname = self.sym("a value name", skip_ws=False)
+                        self.expect("=")
+                        self.ws()
+                        tpos = self.pos
+                        t = self.value()
+                        if not hasattr(t, "digest_only"):
+                            self.error("an initializer must be a dense<...> constant", tpos)
+                        if vname in self.named:
+                            self.error(f"duplicate value name {vname!r}", vpos)
+                        self.named[vname] = graph.add_initializer(vname, t)
+                        if self.accept("}"):
+                            break
+                        self.expect(",")
             else:
-                self.error(f"expected 'inputs', 'outputs', 'attributes', a node or '}}', found {self.found()}")
+                self.error(f"expected 'inputs', 'outputs', 'arguments', 'initializers', 'attributes', a node or "
+                           f"'}}', found {self.found()}")
         pending: list = []
         while True:
             self.ws()
@@ -463,13 +571,15 @@ class _Parser:
                 break
             else:
                 self.error(f"expected a node line '%name = ...' or '}}', found {self.found()}")
-        self.ws()
-        if self.pos < len(self.s):
-            self.error(f"unexpected text after the graph: {self.found()}")
         # Connect only now: loop back-edges refer to nodes printed further down.
         for node, operands, controls, in_types in pending:
             values = []
-            for ref, (want, tpos) in zip(operands, in_types):
+            types = iter(in_types)
+            for ref in operands:
+                if ref is None:
+                    values.append(None)
+                    continue
+                want, tpos = next(types)
                 v = self.resolve(graph, ref)
                 if v.type != want:
                     self.error(f"{'%' + ref[0]}{':' + str(ref[1]) if ref[1] else ''} has type {v.type.text()}, "
@@ -483,4 +593,12 @@ class _Parser:
                 graph.add_control_input(node, src)
         graph.inputs = [Port(n, self.resolve(graph, r)) for n, r in ports["inputs"]]
         graph.outputs = [Port(n, self.resolve(graph, r)) for n, r in ports["outputs"]]
+        # Nested subgraphs parsed in this graph's attributes capture values of this graph.
+        mine, self.pending_captures = self.pending_captures, []
+        for node in list(graph.nodes()):
+            for key, sg in list(node.subgraphs()):
+                for psg, refs in mine:
+                    if psg is sg:
+                        graph.set_attr(node, key, Subgraph(sg.graph, [self.resolve(graph, r) for r in refs]))
+        self.named = outer_named
         return graph

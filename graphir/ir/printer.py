@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .core import Graph, Node, Value
-from .types import DType, FuncRef, Placeholder, Shape, Tensor, TensorType
+from .types import DType, FuncRef, Placeholder, Shape, Subgraph, Tensor, TensorType
+
+if TYPE_CHECKING:
+    from .core import Graph, Node, Value
 
 INLINE_ELEMENTS = 16          # constants up to this many elements always print in full
 HEX_THRESHOLD = 64            # with full constants, above this many elements use a hex blob
@@ -61,7 +63,13 @@ def sym(name: str) -> str:
     return name if _BARE_NAME.match(name) else quote(name)
 
 
-def value_ref(v: Value) -> str:
+def value_ref(v) -> str:
+    """``%node`` / ``%node:i`` for a node output named by its dialect's convention; ``%name`` for a value
+    with a name of its own (an argument, an initializer, a named output); ``none`` for an absent operand."""
+    if v is None:
+        return "none"
+    if v.node is None or v._name is not None:
+        return "%" + sym(v.name)
     base = "%" + sym(v.node.name)
     return base if v.index == 0 else f"{base}:{v.index}"
 
@@ -148,6 +156,10 @@ def fmt_attr(v: Any, full: bool = False) -> str:
         return "@" + sym(v.name) + (fmt_attr_dict(dict(v.attrs), full) if v.attrs else "")
     if isinstance(v, Placeholder):
         return "$" + sym(v.name)
+    if isinstance(v, Subgraph):
+        caps = ", ".join(value_ref(c) for c in v.captures)
+        body = print_graph(v.graph, full_constants=full).rstrip("\n").replace("\n", "\n    ")
+        return f"#graph<captures({caps})> {body}"
     raise TypeError(f"cannot print attribute value of type {type(v).__name__}")
 
 
@@ -160,7 +172,7 @@ def _fmt_types(types: list[TensorType]) -> str:
 
 
 def print_node(node: Node, full_constants: bool = False) -> str:
-    operands = [value_ref(v) for v in node.inputs] + ["^" + sym(c.name) for c in node.control_inputs]
+    operands = [value_ref(v) for v in node._inputs] + ["^" + sym(c.name) for c in node.control_inputs]
     op = node.op_type if _BARE_OP.match(node.op_type) else quote(node.op_type)
     parts = [f"%{sym(node.name)} = {node.domain + '.' if node.domain else ''}{op}({', '.join(operands)})"]
     if node.attrs:
@@ -169,7 +181,9 @@ def print_node(node: Node, full_constants: bool = False) -> str:
         parts.append(f"device({quote(node.device)})")
     outs = [v.type for v in node.outputs]
     out_text = outs[0].text() if len(outs) == 1 else _fmt_types(outs)
-    parts.append(f": {_fmt_types([v.type for v in node.inputs])} -> {out_text}")
+    parts.append(f": {_fmt_types([v.type for v in node._inputs if v is not None])} -> {out_text}")
+    if any(v._name is not None for v in node.outputs):
+        parts.append("results(" + ", ".join("_" if v._name is None else quote(v._name) for v in node.outputs) + ")")
     return " ".join(parts)
 
 
@@ -181,6 +195,14 @@ def print_graph(graph: Graph, *, full_constants: bool = False) -> str:
     lines = [f"graph @{sym(graph.name)} {{"]
     lines.append(f"  inputs {_fmt_ports(graph.inputs)}")
     lines.append(f"  outputs {_fmt_ports(graph.outputs)}")
+    for kind, vals in (("arguments", graph.arguments), ("captures", graph.captures)):
+        if vals:
+            lines.append(f"  {kind} {{" + ", ".join(f"%{sym(v.name)} : {v.type.text()}" for v in vals) + "}")
+    if graph.initializers:
+        items = [f"%{sym(k)} = {fmt_tensor(v.const, full_constants)}" for k, v in sorted(graph.initializers.items())]
+        lines.append("  initializers {" + ", ".join(items) + "}")
+    if graph.opset_imports:
+        lines.append(f"  opsets {fmt_attr_dict(dict(graph.opset_imports))}")
     if graph.attrs:
         lines.append(f"  attributes {fmt_attr_dict(graph.attrs, full_constants)}")
     for node in graph.topo_order():

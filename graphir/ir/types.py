@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import ml_dtypes
 import numpy as np
@@ -272,3 +272,17 @@ class Placeholder:
 
     name: str
 
+
+@dataclass
+class Subgraph:
+    """An attribute value holding a nested graph (an ``If`` branch, a ``Loop`` body, a function body).
+
+    ``captures`` are the outer values the body reads; inside the body, ``graph.captures[i]`` is the
+    argument standing for ``captures[i]``. The node holding the attribute counts as a user of every
+    captured value, so dead-code elimination and reachability respect them."""
+
+    graph: Any  # a graphir.ir.Graph
+    captures: list = None  # outer Values
+
+    def __post_init__(self):
+        self.captures = list(self.captures or [])

@@ -1,10 +1,18 @@
 """The IR verifier: structural and type invariants every pass must preserve."""
 from __future__ import annotations
 
+import itertools
+
 import networkx as nx
 
-from .core import CTRL, Graph, IRError
+from typing import TYPE_CHECKING
+
+from .errors import IRError
 from .registry import expected_input_dtypes
+from .types import Subgraph
+
+if TYPE_CHECKING:
+    from .core import Graph
 
 
 class VerificationError(Exception):
@@ -24,74 +32,88 @@ def _compatible(expected, actual) -> bool:
 def verify(graph: Graph, *, types: bool = True) -> None:
     """Raise :class:`VerificationError` listing every violation, each naming its node."""
     errors: list[str] = []
-    G = graph.nx
-    table = G._node  # raw dicts: NodeView lookups cost more than the checks themselves
-    pred = G._pred
-    for name, data in table.items():
-        node = data.get("obj")
-        if node is None or node.name != name or node.graph is not graph:
-            errors.append(f"node {name!r}: registry entry does not match the node object")
+    _verify(graph, types, errors, "")
+    if errors:
+        raise VerificationError(errors)
+
+
+def _live(graph: Graph, v) -> bool:
+    if v.node is not None:
+        n = v.node
+        return graph._nodes.get(n.name) is n and v.index < len(n.outputs) and n.outputs[v.index] is v
+    if v.graph is not graph:
+        return False
+    return v in graph.arguments or v in graph.captures or graph.initializers.get(v.name) is v
+
+
+def _verify(graph: Graph, types: bool, errors: list[str], where: str) -> None:
+    table = graph._nodes
+    for name, node in table.items():
+        if node.name != name or node.graph is not graph:
+            errors.append(f"{where}node {name!r}: registry entry does not match the node object")
             continue
-        inputs = node._inputs
-        edges = pred[name]
-        # Every input must be a live output with a matching ``slot -> out`` edge, and no other data edge
-        # may exist: the edge store and the ordered inputs are in step exactly when both hold.
-        resolved, in_step = True, True
-        for slot, v in enumerate(inputs):
-            src_node = v.node
-            src = table.get(src_node.name)
-            if src is None or src["obj"] is not src_node:
-                errors.append(f"node {name!r}: input {slot} reads {v.name!r}, which is not in the graph")
-                resolved = False
+        for slot, v in enumerate(node._inputs):
+            if v is None:
                 continue
-            outs = src_node.outputs
-            if v.index >= len(outs) or outs[v.index] is not v:
-                errors.append(f"node {name!r}: input {slot} reads missing output {v.name!r}")
-                resolved = False
-                continue
-            keyed = edges.get(src_node.name)
-            e = None if keyed is None else keyed.get(slot)
-            if e is None or e.get("out") != v.index:
-                in_step = False
+            if not _live(graph, v):
+                errors.append(f"{where}node {name!r}: input {slot} reads {v.name!r}, which is not in the graph")
+            elif not any(u is node and s == slot for u, s in v._uses):
+                errors.append(f"{where}node {name!r}: input {slot} missing from the use list of {v.name!r}")
         for c in node._controls:
-            src = table.get(c.name)
-            if src is None or src["obj"] is not c:
-                errors.append(f"node {name!r}: control input {c.name!r} is not in the graph")
-        if resolved:
-            n_data = 0
-            for keyed in edges.values():
-                n_data += len(keyed) - (CTRL in keyed)
-            if not in_step or n_data != len(inputs):
-                errors.append(f"node {name!r}: edge store out of step with its inputs")
+            if table.get(c.name) is not c:
+                errors.append(f"{where}node {name!r}: control input {c.name!r} is not in the graph")
+            elif node not in c._cusers:
+                errors.append(f"{where}node {name!r}: control input {c.name!r} does not list it as a user")
+        for u in node._cusers:
+            if table.get(u.name) is not u or node not in u._controls:
+                errors.append(f"{where}node {name!r}: control user {u.name!r} out of step")
+        for key, sg in node.subgraphs():
+            for i, v in enumerate(sg.captures):
+                if not _live(graph, v):
+                    errors.append(f"{where}node {name!r}: {key} captures {v.name!r}, which is not in the graph")
+            if len(sg.captures) != len(sg.graph.captures):
+                errors.append(f"{where}node {name!r}: {key} has {len(sg.captures)} captures but its body "
+                              f"declares {len(sg.graph.captures)}")
+            _verify(sg.graph, types, errors, f"{where}{name}.{key}: ")
+        for v in node.outputs:
+            for u, s in v._uses:
+                if isinstance(s, tuple):
+                    sg = u.attrs.get(s[0])
+                    ok = isinstance(sg, Subgraph) and s[1] < len(sg.captures) and sg.captures[s[1]] is v
+                else:
+                    ok = s < len(u._inputs) and u._inputs[s] is v
+                if not ok or table.get(u.name) is not u:
+                    errors.append(f"{where}node {name!r}: stale use of {v.name!r} by {u.name!r}")
         if types:
             exp = expected_input_dtypes(node)
             if exp is not None:
+                inputs = node._inputs
                 if len(exp) != len(inputs):
-                    errors.append(
-                        f"node {name!r} ({node.qualified_op}): expects {len(exp)} inputs, has {len(inputs)}")
+                    errors.append(f"{where}node {name!r} ({node.qualified_op}): expects {len(exp)} inputs, "
+                                  f"has {len(inputs)}")
                 else:
                     for slot, e in enumerate(exp):
                         v = inputs[slot]
+                        if v is None:
+                            continue
                         actual = v.type.dtype
                         if e is not actual and not _compatible(e, actual):
                             errors.append(
-                                f"node {name!r} ({node.qualified_op}): input {slot} ({v.name}) is "
+                                f"{where}node {name!r} ({node.qualified_op}): input {slot} ({v.name}) is "
                                 f"{actual.name}, expected {e.name}")
     for kind, ports in (("input", graph.inputs), ("output", graph.outputs)):
         for p in ports:
-            n = G.nodes.get(p.value.node.name)
-            if n is None or n["obj"] is not p.value.node:
-                errors.append(f"graph {kind} {p.name!r}: node {p.value.node.name!r} is not in the graph")
+            if not _live(graph, p.value):
+                errors.append(f"{where}graph {kind} {p.name!r}: {p.value.name!r} is not in the graph")
+    for v in itertools.chain(graph.arguments, graph.captures, graph.initializers.values()):
+        for u, s in v._uses:
+            if table.get(u.name) is not u:
+                errors.append(f"{where}value {v.name!r}: used by {u.name!r}, which is not in the graph")
     if not errors:
         try:
             graph._kahn_order()  # the fast acyclicity check, always recomputed
-            acyclic = True
         except IRError:
-            acyclic = False
-        if not acyclic:
             view = graph.acyclic_view()
             cyc = nx.find_cycle(view)
-            errors.append(f"node {cyc[0][0]!r}: on a cycle that is not a loop back-edge: "
+            errors.append(f"{where}node {cyc[0][0]!r}: on a cycle that is not a loop back-edge: "
                           + " -> ".join(e[0] for e in cyc))
-    if errors:
-        raise VerificationError(errors)

@@ -57,18 +57,16 @@ class BenchReport:
         return len(self.rows[0].times) if self.rows else 0
 
     def table(self) -> str:
-        head = ["model", "median ms", "min ms", "speedup vs first (95% CI)"]
-        body = []
+        from ..table import format_table
+
+        rows = [("model", "median ms", "min ms", "speedup vs first (95% CI)")]
         for i, r in enumerate(self.rows):
             sp = "1.00x (baseline)" if i == 0 else f"{r.speedup:.2f}x ({r.ci[0]:.2f}-{r.ci[1]:.2f})"
-            body.append([r.label, f"{r.median_ms:.2f}", f"{r.min_ms:.2f}", sp])
-        w = [max(len(x[i]) for x in [head] + body) for i in range(4)]
-        fmt = lambda row: "  ".join(c.ljust(w[0]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(row))  # noqa: E731
-        lines = [fmt(head), "  ".join("-" * x for x in w)] + [fmt(b) for b in body]
+            rows.append((r.label, f"{r.median_ms:.2f}", f"{r.min_ms:.2f}", sp))
         threads = "TF default threads" if self.threads is None else f"{self.threads} thread(s)"
-        lines.append(f"{self.rounds} interleaved rounds in {self.seconds:.1f} s after {self.warmup} warm-up run(s) "
-                     f"each; {threads}; {self.inputs}")
-        return "\n".join(lines) + "\n"
+        return (format_table(rows, align="lrrr", rules=(1,)) + "\n"
+                f"{self.rounds} interleaved rounds in {self.seconds:.1f} s after {self.warmup} warm-up run(s) "
+                f"each; {threads}; {self.inputs}\n")
 
     def to_json(self) -> dict:
         import tensorflow as tf

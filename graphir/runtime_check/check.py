@@ -56,10 +56,10 @@ class CheckReport:
         return ""
 
     def format(self) -> str:
+        from ..table import format_table
+
         rows = [["output", "max abs err", "max rel err", "result"]] + [o.row() for o in self.outputs]
-        widths = [max(len(r[i]) for r in rows) for i in range(3)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3] for r in rows]
-        lines.insert(1, "-" * len(lines[0]))
+        lines = format_table(rows, rules=(1,)).split("\n")
         verdict = "PASS" if self.ok else f"FAIL ({len(self.failures())} of {len(self.outputs)} outputs)"
         lines.append(f"{verdict}: rtol={self.rtol:g} atol={self.atol:g}, {self.runs} run(s) on {self.source}")
         return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
+from ..dialects.tf_opdefs import onednn_enabled  # noqa: F401  (re-exported for graphir env)
 from ..errors import ConfigError
 
 TARGETS = ("native", "avx512_bf16", "amx_bf16", "generic")
@@ -44,17 +45,6 @@ def cpu_bf16_features() -> list[str]:
     """The bf16 features of this CPU, e.g. ``["avx512_bf16", "amx_bf16"]``."""
     flags = cpu_flags()
     return [f for f in BF16_FLAGS if f in flags]
-
-
-def onednn_enabled() -> bool:
-    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false"):
-        return False
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except Exception:
-        return False
 
 
 def tf_version() -> str:

@@ -38,13 +38,14 @@ def _fingerprint(t: Tensor):
 
 
 @register_pass
-@dataclass
+@dataclass(frozen=True)
 class CSE(Pass):
     """After: no two pure nodes compute the same value (same op, attrs, device, inputs up to commutativity,
     control inputs), and no two constants hold the same content. Stateful, side-effecting, control-flow,
     unknown and graph-input nodes are never merged; a graph output node is never merged away."""
 
     name = "cse"
+    phase = "optimize"
 
     def run(self, graph: Graph) -> PassResult:
         # One sweep in topological order is a fixed point: every input is canonical before its readers

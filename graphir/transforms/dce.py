@@ -9,7 +9,7 @@ from .patterns import remove_unreachable
 
 
 @register_pass
-@dataclass
+@dataclass(frozen=True)
 class DCE(Pass):
     """After: every node reaches a graph output (by data or control edges), is a graph input, or is
     side-effecting / unknown (those are kept, with everything they depend on). With
@@ -17,6 +17,7 @@ class DCE(Pass):
     state and control flow (such an edge only orders pure work, so it can go)."""
 
     name = "dce"
+    phase = "optimize"
     drop_pure_controls: bool = True
 
     def run(self, graph: Graph) -> PassResult:

@@ -38,7 +38,7 @@ def per_channel(arr: np.ndarray, out: Value, axis: int) -> Optional[np.ndarray]:
 
 
 @register_pass
-@dataclass
+@dataclass(frozen=True)
 class FoldBatchNorms(Pass):
     """After: no inference batch norm (FusedBatchNorm*, BatchNormWithGlobalNormalization, or the decomposed
     Mul/Add form) and no chain of per-channel Mul/Add/Sub/BiasAdd by constants directly follows a
@@ -47,13 +47,11 @@ class FoldBatchNorms(Pass):
     batch norms are left alone."""
 
     name = "fold-batch-norms"
-    fold_constants_first: bool = True
+    phase = "optimize"
+    # Batch-norm parameters reach it through Identity/ReadVariableOp chains until constants are folded.
+    requires = ("fold-constants",)
 
     def run(self, graph: Graph) -> PassResult:
-        if self.fold_constants_first:
-            from .fold_constants import FoldConstants
-
-            FoldConstants().run(graph)
         folded = bns = 0
         for node in graph.topo_order(by_name=False):
             if node.graph is graph and node.op_type in LINEAR and node.domain == "tf":
@@ -113,11 +111,11 @@ class FoldBatchNorms(Pass):
         old_inputs = [v.node for v in lin.inputs]
         wn = add_const(graph, (w.astype(ct, copy=False) * s).astype(dt.np, copy=False),
                        f"{lin.name}/folded_weights", dtype=dt, like=lin)
-        graph.set_input(lin, LINEAR[lin.op_type], wn.outputs[0])
+        graph.set_input(lin, LINEAR[lin.op_type], wn)
         bias = add_const(graph, shift.astype(dt.np), f"{last.name}/folded_bias", dtype=dt, like=lin)
         fmt = "NCHW" if axis == 1 else "NHWC"
-        ba = graph.add_node("BiasAdd", [lin.outputs[0], bias.outputs[0]], {"T": dt, "data_format": fmt},
-                            [last.outputs[0].type], name=f"{last.name}/folded", device=lin.device)
+        ba = graph.add_node("BiasAdd", [lin.outputs[0], bias], {"T": dt, "data_format": fmt},
+                            [last.outputs[0].type], domain=lin.domain, name=f"{last.name}/folded", device=lin.device)
         graph.replace_all_uses_with(last.outputs[0], ba.outputs[0], outputs=True)
         feeders = []
         for n in reversed(chain):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import Graph, Node, Value
-from ..runtime_check.target import onednn_enabled
+from ..dialects.tf_opdefs import onednn_enabled
 from .base import Pass, PassResult, register_pass
 from .patterns import sole_use
 
@@ -27,13 +27,14 @@ KEEP_ATTRS = {
 
 
 @register_pass
-@dataclass
+@dataclass(frozen=True)
 class FuseBiasActivation(Pass):
     """After: no Conv2D / DepthwiseConv2dNative / MatMul (f32/f16/f64) is read only by a BiasAdd; each such
     pair, with a following activation (and, for Conv2D with oneDNN, a residual Add before it) that is the
     BiasAdd's only reader, is one fused op named like the last node it replaces."""
 
     name = "fuse-bias-activation"
+    phase = "lower"
     # "auto", "true" or "false". Residual Add fusion only has a kernel in oneDNN builds (where TF rewrites
     # to _MklFusedConv2D); "auto" fuses it when TF has oneDNN on.
     fuse_add: str = "auto"
@@ -88,7 +89,7 @@ class FuseBiasActivation(Pass):
         if "LeakyRelu" in ops:
             attrs["leakyrelu_alpha"] = last.attrs.get("alpha", 0.2)
         f = graph.add_node(fused_op, [n.inputs[0], n.inputs[1]] + args, attrs, [last.outputs[0].type],
-                           name=f"{last.name}/fused", device=n.device)
+                           domain=n.domain, name=f"{last.name}/fused", device=n.device)
         graph.replace_all_uses_with(last.outputs[0], f.outputs[0], outputs=True)
         for m in reversed(chain):
             graph.remove_node(m, forward_control=False)

@@ -10,8 +10,6 @@ from ..ir import Graph, Node, Value
 from .base import Pass, PassResult, register_pass
 from .patterns import add_const, const_array, move_control_users, protected
 
-SWITCH = {"Switch", "RefSwitch"}
-MERGE = {"Merge", "RefMerge"}
 
 
 def constant_predicate(v: Value) -> Optional[bool]:
@@ -26,26 +24,27 @@ def constant_predicate(v: Value) -> Optional[bool]:
 
 
 @register_pass
-@dataclass
+@dataclass(frozen=True)
 class PruneSwitchMerge(Pass):
     """After: a ``PlaceholderWithDefault`` that is not a graph input reads as its default; no Switch has a
     constant predicate (its live side reads the data directly, its dead side is gone up to the Merges,
     which then read their one live input)."""
 
     name = "prune-switch-merge"
+    phase = "cleanup"
 
     def run(self, graph: Graph) -> PassResult:
         defaults = switches = removed = 0
         for n in list(graph.nodes()):
             # One with control inputs orders its readers after them; resolving it would lose that.
-            if n.op_type == "PlaceholderWithDefault" and not graph.is_signature_node(n) and not n.control_inputs:
+            if n.info.defaulted_input and not graph.is_signature_node(n) and not n.control_inputs:
                 graph.replace_all_uses_with(n.outputs[0], n.inputs[0], outputs=False)
                 move_control_users(graph, n, [n.inputs[0].node])
                 graph.remove_node(n, forward_control=False)
                 defaults += 1
-        has_switch = any(n.op_type in SWITCH for n in graph.nodes())
+        has_switch = any(n.info.switch for n in graph.nodes())
         for n in graph.topo_order(by_name=False) if has_switch else ():
-            if n.graph is graph and n.op_type in SWITCH and n.domain == "tf":
+            if n.graph is graph and n.info.switch:
                 r = self._prune(graph, n)
                 if r is not None:
                     switches += 1
@@ -67,7 +66,7 @@ class PruneSwitchMerge(Pass):
             u = stack.pop()
             if u.name in dead or u.name in merges:
                 continue
-            if u.op_type in MERGE:
+            if u.info.loop_merge:
                 merges[u.name] = u
                 continue
             if u.info.loop_next or u.info.loop_merge or u.info.side_effecting:
@@ -90,7 +89,7 @@ class PruneSwitchMerge(Pass):
         for m, (i, v) in plan:
             if graph.has_uses(m.outputs[1]):
                 idx = add_const(graph, np.int32(i), f"{m.name}/value_index", like=m)
-                graph.replace_all_uses_with(m.outputs[1], idx.outputs[0], outputs=True)
+                graph.replace_all_uses_with(m.outputs[1], idx, outputs=True)
             graph.replace_all_uses_with(m.outputs[0], v, outputs=True)
             if not graph.is_signature_node(m):
                 graph.set_inputs(m, [])

@@ -7,19 +7,17 @@ from ..ir import Graph, Node
 from .base import Pass, PassResult, register_pass
 from .patterns import move_control_users, protected, remove_dead
 
-# Debug-only ops with side effects nobody needs at inference; value: the data input they pass through.
-DEBUG_ONLY = {"Assert": None, "Print": 0, "PrintV2": None, "NoOp": None}
-
 
 @register_pass
-@dataclass
+@dataclass(frozen=True)
 class RemoveTrainingNodes(Pass):
     """After: no identity-like op (Identity, Snapshot, StopGradient, PreventGradient, CheckNumerics, ...)
     and no Assert/Print/NoOp remains, except graph inputs/outputs, nodes named in ``keep``, and identities
     whose control users depend on a control-flow producer (removing those would change deadness)."""
 
     name = "remove-training-nodes"
-    keep: tuple = ()
+    phase = "cleanup"
+    keep: tuple[str, ...] = ()
     remove_debug_ops: bool = True
 
     def run(self, graph: Graph) -> PassResult:
@@ -31,7 +29,7 @@ class RemoveTrainingNodes(Pass):
             info = node.info
             if info.identity_like and self._bypass_identity(graph, node):
                 identities += 1
-            elif self.remove_debug_ops and node.op_type in DEBUG_ONLY and node.domain == "tf":
+            elif self.remove_debug_ops and info.debug_only:
                 debug += self._drop_debug(graph, node, keep)
         return PassResult.of(identities_removed=identities, debug_ops_removed=debug)
 
@@ -54,7 +52,7 @@ class RemoveTrainingNodes(Pass):
 
     @staticmethod
     def _drop_debug(graph: Graph, node: Node, keep: set) -> bool:
-        through = DEBUG_ONLY[node.op_type]
+        through = node.info.passthrough
         if through is not None and node.outputs:
             graph.replace_all_uses_with(node.outputs[0], node.inputs[through], outputs=False)
         elif any(graph.uses(v) for v in node.outputs):

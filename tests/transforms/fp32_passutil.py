@@ -25,10 +25,13 @@ def build(fn, shapes, dtypes=None):
 
 
 def apply(p, graph):
-    """Run pass ``p`` on a copy of ``graph``; the copy is verified. Returns (copy, result)."""
+    """Run pass ``p`` on a copy of ``graph`` as a pipeline would (with the passes it declares it needs),
+    verified after each pass. Returns (copy, ``p``'s result)."""
+    from graphir.transforms.pass_manager import PassManager
+
     g = graph.copy()
-    result = p.run(g)
-    g.verify()
+    records = PassManager([p]).run(g)
+    (result,) = [r.result for r in records if r.name == p.name]
     return g, result
 
 

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import graphir
+
 from graphir.errors import ConfigError
 from graphir.frontends.tf import from_graph_def
 from graphir.ir.types import bf16, f32
@@ -34,11 +36,19 @@ def w(*shape, seed=0):
 
 
 def amp(graph, **kw):
+    """The bf16 pass as a pipeline runs it (followed by cast-cleanup); its report lands in ``meta``."""
+    from graphir.transforms.pass_manager import PassManager
+
     g = graph.copy()
     kw.setdefault("min_region_flops", 0)
     kw.setdefault("flops_per_cast_byte", 0)
-    AutoMixedPrecision(**kw).run(g)
-    g.verify()
+    kw = {k: tuple(v) if isinstance(v, (list, set)) else v for k, v in kw.items()}
+    records = PassManager([AutoMixedPrecision(**kw)]).run(g)
+    from graphir.transforms.precision_report import finalize_precision_stats
+
+    g.meta["precision_report"] = records[0].result.report
+    finalize_precision_stats(g, g.meta["precision_report"])
+    g.meta["warnings"] = [w for r in records for w in r.result.warnings]
     return g
 
 
@@ -211,16 +221,15 @@ def test_overrides_and_explain():
     assert out.node("Exp").attrs["T"] is bf16
     text = format_explain(out.meta["precision_report"])
     assert "Conv2D" in text and "user override" in text and "graph input/output" in text
-    with pytest.raises(ConfigError, match="'Conv9D' is neither a TF op type nor a node"):
+    with pytest.raises(ConfigError, match="'Conv9D' is neither an op type nor a node"):
         amp(g, fp32_ops=["Conv9D"])
 
 
 def test_cost_model_keeps_tiny_regions_fp32():
     g = build(lambda x: [tf.nn.relu(tf.matmul(x, w(4, 4)))], [(1, 4)])
     out = g.copy()
-    AutoMixedPrecision().run(out)
+    rep = AutoMixedPrecision().run(out).report
     assert n_casts(out) == 0 and all(v.dtype is not bf16 for n in out.nodes() for v in n.outputs)
-    rep = out.meta["precision_report"]
     assert rep["precision_unprofitable"] and ("MatMul", "MatMul", "not profitable") in rep["precision_explain"]
 
 
@@ -247,34 +256,88 @@ def _matmul_chain(x):
     return [h]
 
 
-def test_measured_check_falls_back_when_bf16_is_not_fast_enough():
-    # The timing is real, but the verdict must not depend on machine noise, so the bar is set out of reach.
+class _FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def stub_timer(monkeypatch):
+    """A stubbed timer: each fp32 run of the graph "takes" ``fp32_ms``, each bf16 run ``bf16_ms`` (the graphs
+    still run for real, so the measured code path is the real one)."""
+    from graphir.dialects import TF
+    from graphir.transforms import profitability
+
+    clock = _FakeClock()
+    cost = {"fp32_ms": 10.0, "bf16_ms": 10.0}
+    real = TF._runner
+
+    def runner(graph, **kw):
+        inner = real(graph, **kw)
+        is_bf16 = any(v.dtype is bf16 for n in graph.nodes() for v in n.outputs)
+
+        class Timed:
+            def __call__(self, feeds):
+                out = inner(feeds)
+                clock.t += cost["bf16_ms" if is_bf16 else "fp32_ms"] / 1000
+                return out
+
+            def close(self):
+                inner.close()
+        return Timed()
+
+    monkeypatch.setattr(TF, "_runner", runner)
+    monkeypatch.setattr(profitability, "CLOCK", clock)
+    return cost
+
+
+def test_measured_check_falls_back_when_bf16_is_not_fast_enough(stub_timer, monkeypatch):
+    monkeypatch.setenv("GRAPHIR_CPU_FLAGS", "avx512f avx512_bf16 amx_bf16")
+    stub_timer.update(fp32_ms=10.0, bf16_ms=10.1)  # bf16 1% slower: below the 1.02x bar
     g = build(_matmul_chain, [(256, 256)])
-    out = g.copy()
-    AutoMixedPrecision(measure=True, min_measured_speedup=1e9).run(out)
-    rep = out.meta["precision_report"]
-    assert rep["bf16_measured_speedup"] is not None and rep["bf16_measured_speedup"] > 0
-    assert n_casts(out) == 0 and any("not profitable" in x for x in rep["warnings"])
-    assert all(r == "not profitable" for _, op, r in rep["precision_explain"] if op == "MatMul")
+    om = graphir.compile(g, precisions="bf16,fp32", measure_batch=4)
+    assert om.report["bf16_measured_speedup"] == pytest.approx(10.0 / 10.1)
+    assert n_casts(om.ir) == 0 and all(v.dtype is not bf16 for n in om.ir.nodes() for v in n.outputs)
+    assert any("not profitable" in x and "batch 4" in x for x in om.report["warnings"])
+    assert all(r == "not profitable" for _, op, r in om.report["precision_explain"] if op == "MatMul")
+    assert "kept fp32 (not profitable)" in format_precision_stats(om.report)
 
 
-def test_measured_check_keeps_bf16_when_fast_enough():
+def test_measured_check_keeps_bf16_when_fast_enough(stub_timer, monkeypatch):
+    monkeypatch.setenv("GRAPHIR_CPU_FLAGS", "avx512f avx512_bf16 amx_bf16")
+    stub_timer.update(fp32_ms=10.0, bf16_ms=5.0)
     g = build(_matmul_chain, [(256, 256)])
-    out = g.copy()
-    AutoMixedPrecision(measure=True, min_measured_speedup=0.0).run(out)
-    rep = out.meta["precision_report"]
-    assert rep["bf16_measured_speedup"] is not None
-    assert n_casts(out) > 0 and not any("not profitable" in x for x in rep.get("warnings", []))
-    assert out.node("MatMul").attrs["T"] is bf16
+    om = graphir.compile(g, precisions="bf16,fp32")
+    assert om.report["bf16_measured_speedup"] == pytest.approx(2.0)
+    assert not any("not profitable" in x for x in om.report["warnings"])
+    assert any(v.dtype is bf16 for n in om.ir.nodes() for v in n.outputs)
 
 
-def test_user_forced_bf16_is_not_second_guessed_by_measurement():
+def test_user_forced_bf16_is_not_second_guessed_by_measurement(stub_timer, monkeypatch):
+    monkeypatch.setenv("GRAPHIR_CPU_FLAGS", "avx512f avx512_bf16 amx_bf16")
+    stub_timer.update(fp32_ms=1.0, bf16_ms=100.0)
     g = build(_matmul_chain, [(256, 256)])
-    out = g.copy()
-    AutoMixedPrecision(bf16_ops=["MatMul"], measure=True, min_measured_speedup=1e9).run(out)
-    rep = out.meta["precision_report"]
-    assert rep["bf16_measured_speedup"] is None
-    assert out.node("MatMul").attrs["T"] is bf16 and out.node("MatMul_1").attrs["T"] is bf16
+    om = graphir.compile(g, precisions="bf16,fp32", bf16_ops="MatMul")
+    assert om.report.get("bf16_measured_speedup") is None
+    assert all(om.ir.node(n).attrs["T"] is bf16 for n in ("MatMul", "MatMul_1") if n in om.ir)
     feeds = random_inputs(g)
-    got, want = Runner(out)(feeds)[0], Runner(g)(feeds)[0]
+    got, want = Runner(om.ir)(feeds)[0], Runner(g)(feeds)[0]
     assert got.dtype == want.dtype and np.linalg.norm(got - want) / np.linalg.norm(want) < 2e-2
+
+
+def test_tiny_model_gets_bf16_on_amx_when_measured_faster(stub_timer, monkeypatch):
+    # 33 kFLOP per sample: the static model's 10 MFLOP floor would keep it fp32; on AMX the measurement decides.
+    monkeypatch.setenv("GRAPHIR_CPU_FLAGS", "avx512f avx512_bf16 amx_bf16")
+    stub_timer.update(fp32_ms=2.0, bf16_ms=1.0)
+    g = build(lambda x: [tf.nn.relu(tf.matmul(x, w(64, 256)))], [(1, 64)])
+    om = graphir.compile(g, precisions="bf16,fp32")
+    assert any(v.dtype is bf16 for n in om.ir.nodes() for v in n.outputs)
+    # Without AMX (and no measurement for another target), the static cost model keeps it fp32.
+    monkeypatch.setenv("GRAPHIR_CPU_FLAGS", "avx512f avx512_bf16")
+    om = graphir.compile(g, precisions="bf16,fp32", target="avx512_bf16")
+    assert not any(v.dtype is bf16 for n in om.ir.nodes() for v in n.outputs)
+
+

@@ -66,7 +66,7 @@ def test_size_cap_keeps_large_expansions_symbolic():
 
 def test_eager_and_session_evaluation_agree():
     """Folding runs kernels eagerly, with a one-session fallback; both must give TF's values."""
-    from graphir.transforms import tf_eval
+    from graphir.runtime_check import tf_eval
 
     def fn(x):
         c = tf.constant(np.arange(12, dtype=np.float32).reshape(3, 4))

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import graphir
 from fp32_passutil import assert_same_outputs, build, ops
-from graphir.errors import ConfigError, GraphirError
+from graphir.errors import ConfigError, InternalError
 from graphir.transforms.base import PASSES, Pass, PassResult, register_pass
 from graphir.transforms.pass_manager import (
     FP32_PIPELINE, PassManager, default_pipeline, known_passes, parse_pipeline, stats_table)
@@ -19,7 +19,7 @@ from graphir.transforms.pass_manager import (
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@dataclass
+@dataclass(frozen=True)
 class BreakIR(Pass):
     """Test only: points a node at a value of the wrong dtype."""
 
@@ -29,7 +29,7 @@ class BreakIR(Pass):
         n = next(n for n in graph.nodes() if n.op_type == "Mul")
         c = graph.add_node("Const", (), {"dtype": graphir.DType.get("i32"),
                                          "value": graphir.Tensor.from_array(np.int32(1))},
-                           [graphir.TensorType(graphir.DType.get("i32"), graphir.Shape(()))])
+                           [graphir.TensorType(graphir.DType.get("i32"), graphir.Shape(()))], domain="tf")
         graph.set_input(n, 1, c.outputs[0])
         return PassResult.of(broken=1)
 
@@ -65,7 +65,7 @@ def test_bad_pipelines_give_one_line_listing_known_passes(text, why):
 
 
 def test_bad_option():
-    with pytest.raises(ConfigError, match="bad option 'nope=1'"):
+    with pytest.raises(ConfigError, match="pass 'cse': bad option 'nope'"):
         parse_pipeline("cse{nope=1}")
     with pytest.raises(ConfigError, match="not a valid int"):
         parse_pipeline("fold-constants{max_bytes=lots}")
@@ -75,7 +75,7 @@ def test_verifier_failure_names_pass_and_predecessors():
     register_pass(BreakIR)
     try:
         pm = PassManager.from_pipeline("remove-training-nodes,cse,test-break-ir,dce")
-        with pytest.raises(GraphirError) as e:
+        with pytest.raises(InternalError) as e:
             pm.run(_graph().copy())
     finally:
         PASSES.pop(BreakIR.name)
@@ -101,7 +101,8 @@ def test_records_print_dump_and_stats(tmp_path):
                                             "03-cse.gir", "04-dce.gir"]
     assert (tmp_path / "04-dce.gir").read_text() == work.text(full_constants=True)
     table = stats_table(recs)
-    assert table.splitlines()[0].split() == ["pass", "seconds", "before", "after", "counts"]
+    assert table.splitlines()[0].split() == ["pass", "seconds", "verify", "s", "before", "after", "counts"]
+    assert all(r.verify_seconds >= 0 for r in recs)
     assert "identities_removed=2" in table and table.splitlines()[-1].startswith("total")
     assert_same_outputs(g, work)
 
@@ -121,7 +122,7 @@ def test_print_ir_after_unknown_pass():
 def test_default_pipeline_and_compile_end_to_end():
     class Opts:
         precisions = ["fp32"]
-    assert default_pipeline(Opts(), {}) == ",".join(FP32_PIPELINE)
+    assert str(default_pipeline(Opts(), {})) == ",".join(FP32_PIPELINE)
     g = _graph()
     m = graphir.compile(g)
     assert {"Identity", "Placeholder", "Relu"} <= set(ops(m.ir))
@@ -143,3 +144,23 @@ def test_cli_bad_pipeline_exit_code_2(tmp_path):
 
 def test_known_passes_lists_all_fp32_passes():
     assert set(FP32_PIPELINE) <= set(known_passes())
+
+
+def test_pipeline_prints_and_parses_back_names_with_separators():
+    from graphir.transforms.pipeline import Pipeline
+
+    text = 'remove-training-nodes{keep=["a,b", "c;d", "{e}", "f g", plain]},cse'
+    p = Pipeline.parse(text)
+    assert p[0].keep == ("a,b", "c;d", "{e}", "f g", "plain")
+    assert Pipeline.parse(str(p)) == p
+    assert str(Pipeline.parse(str(p))) == str(p)
+
+
+def test_required_passes_are_inserted_not_run_by_the_pass():
+    from graphir.transforms.pipeline import Pipeline
+
+    assert Pipeline.parse("fold-batch-norms").resolved().names() == ["fold-constants", "fold-batch-norms"]
+    assert Pipeline.parse("auto-mixed-precision").resolved().names() == ["auto-mixed-precision", "cast-cleanup"]
+    # Already present: nothing added.
+    assert Pipeline.parse("fold-constants,cse,fold-batch-norms").resolved().names() == [
+        "fold-constants", "cse", "fold-batch-norms"]

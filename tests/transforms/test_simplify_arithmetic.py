@@ -16,7 +16,7 @@ def run(fn, shapes):
 
 def test_rules_are_data():
     assert {r.name for r in RULES.rules} >= {"neutral_operand", "constant_chain", "transpose_of_transpose"}
-    assert (RULES + RULES).by_op["Mul"]
+    assert (RULES + RULES).by_op[("tf", "Mul")]
 
 
 def test_neutral_operands():

@@ -37,7 +37,7 @@ def from_graph_def(graph_def, inputs=None, outputs=None, name: str = "main", sig
         types = [_tensor_type(t, dcache) for t in tf_types[nd.name]]
         attrs = {k: convert_attr(v) for k, v in nd.attr.items()}
         # Inputs are wired in a second sweep: GraphDefs need not be in topological order.
-        node = graph.add_node(nd.op, (), attrs, types, name=nd.name, device=nd.device, unique=False)
+        node = graph.add_node(nd.op, (), attrs, types, domain="tf", name=nd.name, device=nd.device, unique=False)
         for field in NODE_EXTRAS:
             if nd.HasField(field):
                 node.meta["tf." + field] = getattr(nd, field).SerializeToString(deterministic=True)
@@ -92,7 +92,7 @@ def new_placeholder(graph: Graph, value, name: str):
     """A ``Placeholder`` producing a tensor of ``value``'s type (used to cut a graph at an inner tensor)."""
     dt = value.dtype.base
     return graph.add_node("Placeholder", (), {"dtype": dt, "shape": value.shape},
-                          [TensorType(dt, value.shape)], name=name)
+                          [TensorType(dt, value.shape)], domain="tf", name=name)
 
 
 def read_graph_def(path: str, text: bool):

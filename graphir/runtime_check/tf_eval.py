@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ..ir import Graph, Node, Port, Value
+from ..ir.dialect import EvaluationError
 
 
 class _NotEager(Exception):
@@ -43,7 +44,12 @@ def evaluate(graph: Graph, nodes: Sequence[Node], fetches: Sequence[Value]) -> l
             return _evaluate_eager(nodes, fetches)
         except (_NotEager, tf.errors.OpError, TypeError, ValueError):
             pass
-    return _evaluate_session(graph, nodes, fetches)
+    try:
+        return _evaluate_session(graph, nodes, fetches)
+    except (tf.errors.OpError, TypeError, ValueError) as e:
+        # TF raises these for graphs it cannot run here (no kernel, bad attr for this build): the caller's
+        # problem to report, not a crash.
+        raise EvaluationError(f"{type(e).__name__}: {e}") from e
 
 
 @lru_cache(maxsize=None)
@@ -57,7 +63,7 @@ def _attr_types(op: str) -> dict:
 
 
 def _attr(v, kind: str):
-    from ..dialects.tf import dtype_to_tf
+    from ..dialects.tf_opdefs import dtype_to_tf
     from ..ir import DType, Shape
 
     def shape(s):
@@ -83,7 +89,7 @@ def _evaluate_eager(nodes: Sequence[Node], fetches: Sequence[Value]) -> list[np.
     import tensorflow as tf
     from tensorflow.python.eager import context, execute
 
-    from ..dialects.tf import dtype_to_tf
+    from ..dialects.tf_opdefs import dtype_to_tf
 
     ctx = context.context()
     vals: dict = {}
