@@ -141,6 +141,9 @@ def test_unknown_op_passes_through(tmp_path):
     r = graphir("compile", model, "-o", tmp_path / "out.pb", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
+    warn, wrote = r.stderr.splitlines()
+    assert warn == "graphir: warning: verification skipped: cannot run the original model: this TensorFlow has no op MyCustomOp"
+    assert "; not verified) in " in wrote
     out = graph_pb2.GraphDef.FromString((tmp_path / "out.pb").read_bytes())
     custom = [n for n in out.node if n.op == "MyCustomOp"]
     assert len(custom) == 1 and custom[0].attr["magic"].i == 42 and custom[0].attr["T"].type == types_pb2.DT_FLOAT
