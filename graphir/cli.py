@@ -267,6 +267,8 @@ def cmd_check(a) -> int:
 
     check_options(a.rtol, a.atol, a.samples, a.dim, a.batch_size)
     _shapes_option(a)
+    if a.inputs_npz is not None and (a.input_shapes is not None or a.batch_size is not None):
+        raise ConfigError("--inputs-npz: the arrays have their own shapes; drop --input-shapes/--batch-size")
     if a.inputs_npz is not None and not os.path.isfile(a.inputs_npz):
         raise GraphirError(f"{a.inputs_npz}: no such inputs file")
     _tf()

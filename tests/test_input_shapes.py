@@ -167,6 +167,8 @@ def test_check_finds_sizes_and_takes_shapes(fcn_pb, capsys):
     assert r.code == 0 and "on random inputs image:3x8x8x3" in r.out, r.out + r.err
     r = cli(capsys, "check", fcn_pb, fcn_pb, "--input-shapes", "image:1x9x9")
     assert r.code == 2 and len(r.lines) == 1 and "does not fit" in r.lines[0]
+    r = cli(capsys, "check", fcn_pb, fcn_pb, "--input-shapes", "image:1x9x9x3", "--inputs-npz", "x.npz")
+    assert r.code == 2 and len(r.lines) == 1 and "drop --input-shapes/--batch-size" in r.lines[0]
 
 
 @pytest.mark.parametrize("args,needle", [
