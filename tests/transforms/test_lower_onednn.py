@@ -1,0 +1,303 @@
+"""lower-onednn: contraction + bias + residual Add + activation chains -> TF's fused oneDNN kernels.
+
+Each test builds a small TF graph in f32 or bf16 (the dtypes precision assignment leaves), lowers it, and runs
+both graphs in TF: the outputs must agree and the fused node must be the one the kernel table names.
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fp32_passutil import apply, build, lines_with, ops
+from graphir.dialects import tf_onednn as K
+from graphir.errors import ConfigError
+from graphir.runtime_check.runner import Runner, random_inputs
+from graphir.runtime_check.target import onednn_enabled
+from graphir.transforms.fold_constants import FoldConstants
+from graphir.transforms.lower_onednn import LowerOneDNN
+
+pytestmark = pytest.mark.skipif(not onednn_enabled(), reason="TF has oneDNN off")
+DT = {"f32": tf.float32, "bf16": tf.bfloat16}
+BOTH = pytest.mark.parametrize("dt", ["f32", "bf16"])
+
+
+def c(shape, seed=0, dt="f32", scale=0.5):
+    return tf.constant((np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32), DT[dt])
+
+
+def lower(fn, shapes, dt="f32", target="native"):
+    """Build ``fn``, fold its constants (as the pipeline does before lowering) and lower a copy."""
+    g = build(fn, shapes, [DT[dt]] * len(shapes))
+    FoldConstants().run(g)
+    out, res = apply(LowerOneDNN(target=target), g)
+    return g, out, res
+
+
+def assert_same(before, after, dt):
+    feeds = random_inputs(before, dim=3, seed=0)
+    a, b = Runner(before)(feeds), Runner(after)(feeds)
+    for x, y in zip(a, b):
+        x, y = x.astype(np.float32), y.astype(np.float32)
+        tol = 3e-2 * max(1.0, float(np.max(np.abs(x)))) if dt == "bf16" else 1e-5
+        np.testing.assert_allclose(y, x, rtol=0 if dt == "bf16" else 1e-5, atol=tol)
+
+
+def fused(graph, name):
+    """(op type, fused_ops) of node ``name``."""
+    n = graph.node(name)
+    return n.op_type, tuple(n.attrs.get("fused_ops", ()))
+
+
+def executed_ops(graph):
+    _, md = Runner(graph).run_with_metadata(random_inputs(graph, dim=2))
+    return {n.op for pg in md.partition_graphs for n in pg.node}
+
+
+# ---------------------------------------------------------------------------------------------- convolutions
+@BOTH
+def test_conv_bias_relu(dt):
+    g, out, res = lower(lambda x: tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, c([3, 3, 4, 8], dt=dt), 1, "SAME"),
+                                                           c([8], 1, dt)), name="r"), [[2, 6, 6, 4]], dt)
+    assert res.counts == {"fused_conv": 1, "with_activation": 1}
+    n = out.node("r")
+    if dt == "f32":
+        assert n.op_type == "_FusedConv2D" and "_kernel" not in n.attrs
+    else:
+        assert n.op_type == "_MklNativeFusedConv2D"
+        assert n.attrs["_kernel"] == K.ONEDNN_LABEL and n.attrs["is_filter_const"] is True
+    assert n.attrs["fused_ops"] == ["BiasAdd", "Relu"] and n.attrs["num_args"] == 1
+    assert {"Conv2D", "BiasAdd", "Relu"}.isdisjoint(ops(out))
+    assert_same(g, out, dt)
+    ran = executed_ops(out)
+    assert "_MklNativeFusedConv2D" in ran and "Relu" not in ran
+
+
+@BOTH
+def test_conv_without_bias_gets_a_zero_bias(dt):
+    g, out, res = lower(lambda x: tf.nn.relu(tf.nn.conv2d(x, c([3, 3, 4, 8], dt=dt), 2, "VALID"), name="r"),
+                        [[2, 7, 7, 4]], dt)
+    assert res.counts["zero_bias"] == 1
+    assert fused(out, "r")[1] == ("BiasAdd", "Relu")
+    (bias,) = [v for v in out.node("r").inputs[2:]]
+    np.testing.assert_array_equal(bias.node.const_value().numpy().astype(np.float32), np.zeros(8, np.float32))
+    assert_same(g, out, dt)
+
+
+@BOTH
+def test_add_of_a_per_channel_constant_is_the_bias(dt):
+    g, out, _ = lower(lambda x: tf.nn.relu6(tf.nn.conv2d(x, c([1, 1, 4, 8], dt=dt), 1, "SAME")
+                                            + c([1, 1, 1, 8], 3, dt), name="r"), [[2, 5, 5, 4]], dt)
+    assert fused(out, "r")[1] == ("BiasAdd", "Relu6")
+    assert_same(g, out, dt)
+
+
+@BOTH
+def test_residual_add_then_relu_and_without_activation(dt):
+    def fn(x):
+        y = tf.nn.bias_add(tf.nn.conv2d(x, c([1, 1, 4, 4], dt=dt), 1, "SAME"), c([4], 1, dt))
+        r = tf.nn.relu(y + x, name="res_relu")
+        z = tf.nn.bias_add(tf.nn.conv2d(r, c([3, 3, 4, 4], 2, dt), 1, "SAME"), c([4], 3, dt))
+        return tf.add(z, r, name="res_plain")
+    g, out, res = lower(fn, [[2, 5, 5, 4]], dt)
+    assert fused(out, "res_relu")[1] == ("BiasAdd", "Add", "Relu")
+    assert fused(out, "res_plain")[1] == ("BiasAdd", "Add")
+    assert res.counts["with_add"] == 2 and not {"AddV2", "Add"} & set(ops(out))
+    assert_same(g, out, dt)
+
+
+@BOTH
+@pytest.mark.parametrize("act, want", [
+    (lambda z: z * tf.sigmoid(z), "_MklSwish"),
+    (lambda z: z * tf.nn.relu6(z + 3.0) * (1.0 / 6.0), "_FusedHardSwish"),
+    (lambda z: z * tf.tanh(tf.math.softplus(z)), "Mish"),
+], ids=["swish", "hard_swish", "mish"])
+def test_composite_activations_after_conv(dt, act, want):
+    g, out, res = lower(lambda x: tf.identity(act(tf.nn.bias_add(
+        tf.nn.conv2d(x, c([3, 3, 4, 8], dt=dt), 1, "SAME"), c([8], 1, dt))), name="y"), [[2, 6, 6, 4]], dt)
+    (n,) = [n for n in out.nodes() if n.op_type.endswith("FusedConv2D")]
+    assert tuple(n.attrs["fused_ops"]) == ("BiasAdd", want)
+    assert not {"Sigmoid", "Relu6", "Softplus", "Mul"} & set(ops(out))
+    assert_same(g, out, dt)
+
+
+def test_unsupported_activation_after_conv_stays_separate():
+    g, out, _ = lower(lambda x: tf.sigmoid(tf.nn.bias_add(tf.nn.conv2d(x, c([3, 3, 4, 8]), 1, "SAME"), c([8], 1)),
+                                           name="s"), [[2, 6, 6, 4]])
+    assert "Sigmoid" in ops(out)
+    (n,) = [n for n in out.nodes() if n.op_type == "_FusedConv2D"]
+    assert n.attrs["fused_ops"] == ["BiasAdd"]
+    assert_same(g, out, "f32")
+
+
+def test_scaled_swish_fuses_the_swish_and_keeps_the_scale():
+    g, out, _ = lower(lambda x: tf.identity((lambda z: z * tf.sigmoid(z) * 2.5)(
+        tf.nn.conv2d(x, c([1, 1, 4, 8]), 1, "SAME")), name="y"), [[2, 4, 4, 4]])
+    (n,) = [n for n in out.nodes() if n.op_type == "_FusedConv2D"]
+    assert n.attrs["fused_ops"] == ["BiasAdd", "_MklSwish"]
+    assert ops(out).count("Mul") == 1
+    assert_same(g, out, "f32")
+
+
+def test_a_near_swish_is_not_taken_for_a_swish():
+    g, out, _ = lower(lambda x: tf.identity((lambda z: z * tf.sigmoid(1.1 * z))(
+        tf.nn.conv2d(x, c([1, 1, 4, 8]), 1, "SAME")), name="y"), [[2, 4, 4, 4]])
+    assert "Conv2D" in ops(out) and "Sigmoid" in ops(out)
+
+
+def test_dilated_conv():
+    g, out, _ = lower(lambda x: tf.nn.relu(tf.nn.conv2d(x, c([3, 3, 4, 8]), 1, "SAME", dilations=2), name="r"),
+                      [[1, 9, 9, 4]])
+    assert fused(out, "r") == ("_FusedConv2D", ("BiasAdd", "Relu"))
+    assert_same(g, out, "f32")
+
+
+# ---------------------------------------------------------------------------------------------- depthwise
+@BOTH
+def test_depthwise_bias_relu6_but_no_residual(dt):
+    def fn(x):
+        d = tf.nn.relu6(tf.nn.bias_add(tf.nn.depthwise_conv2d(x, c([3, 3, 4, 1], dt=dt), [1, 1, 1, 1], "SAME"),
+                                       c([4], 1, dt)), name="d")
+        e = tf.nn.bias_add(tf.nn.depthwise_conv2d(d, c([3, 3, 4, 1], 2, dt), [1, 1, 1, 1], "SAME"), c([4], 3, dt),
+                           name="e")
+        return tf.add(e, x, name="res")
+    g, out, _ = lower(fn, [[2, 6, 6, 4]], dt)
+    assert fused(out, "d") == ("_FusedDepthwiseConv2dNative", ("BiasAdd", "Relu6"))
+    assert fused(out, "e") == ("_FusedDepthwiseConv2dNative", ("BiasAdd",))
+    assert out.node("res").op_type == "AddV2"
+    assert_same(g, out, dt)
+
+
+# ---------------------------------------------------------------------------------------------- matmul
+ACTS = {
+    "Relu": tf.nn.relu, "Relu6": tf.nn.relu6, "Elu": tf.nn.elu, "Sigmoid": tf.sigmoid, "Tanh": tf.tanh,
+    "LeakyRelu": lambda z: tf.nn.leaky_relu(z, 0.3),
+    "GeluExact": lambda z: tf.nn.gelu(z, approximate=False),
+    "GeluApproximate": lambda z: tf.nn.gelu(z, approximate=True),
+}
+
+
+@BOTH
+@pytest.mark.parametrize("act", sorted(ACTS))
+def test_matmul_bias_activation(dt, act):
+    g, out, _ = lower(lambda x: tf.identity(ACTS[act](tf.matmul(x, c([16, 8], dt=dt)) + c([8], 1, dt)), name="y"),
+                      [[4, 16]], dt)
+    (n,) = [n for n in out.nodes() if n.op_type == "_FusedMatMul"]
+    assert tuple(n.attrs["fused_ops"]) == ("BiasAdd", act)
+    if act == "LeakyRelu":
+        assert n.attrs["leakyrelu_alpha"] == pytest.approx(0.3)
+    assert_same(g, out, dt)
+
+
+@BOTH
+def test_matmul_residual_add(dt):
+    g, out, _ = lower(lambda x: tf.add(tf.nn.bias_add(tf.matmul(x, c([16, 16], dt=dt)), c([16], 1, dt)), x,
+                                       name="y"), [[4, 16]], dt)
+    assert fused(out, "y") == ("_FusedMatMul", ("BiasAdd", "Add"))
+    assert_same(g, out, dt)
+
+
+def test_transposed_lhs_is_left_alone():
+    g, out, res = lower(lambda x: tf.nn.relu(tf.matmul(x, c([4, 8]), transpose_a=True) + c([8], 1)), [[4, 6]])
+    assert not res.changed and "MatMul" in ops(out)
+
+
+# ---------------------------------------------------------------------------------------------- batch matmul
+@BOTH
+@pytest.mark.parametrize("scale, mask", [(True, True), (True, False), (False, True)])
+def test_batch_matmul_scale_and_mask(dt, scale, mask):
+    def fn(q, m):
+        s = tf.raw_ops.BatchMatMulV2(x=q, y=c([2, 3, 8, 5], dt=dt))
+        if scale:
+            s = s * tf.constant(0.25, DT[dt])
+        if mask:
+            s = s + m
+        return tf.identity(s, name="y")
+    g = build(fn, [[2, 3, 4, 8], [2, 1, 1, 5]], [DT[dt]] * 2)
+    out, res = apply(LowerOneDNN(), g)
+    (n,) = [n for n in out.nodes() if n.op_type == "_MklFusedBatchMatMulV2"]
+    assert n.attrs["fused_ops"] == ["Mul", "Add"] and res.counts == {"fused_batch_matmul": 1}
+    assert_same(g, out, dt)
+
+
+def test_rank3_batch_matmul_is_left_alone():
+    g, out, res = lower(lambda q: tf.raw_ops.BatchMatMulV2(x=q, y=c([3, 8, 5])) * 0.5, [[3, 4, 8]])
+    assert not res.changed
+
+
+# ---------------------------------------------------------------------------------------------- targets, safety
+def _mixed(x):
+    y = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, c([3, 3, 4, 4]), 1, "SAME"), c([4], 1)))
+    y = tf.nn.relu(y + tf.nn.bias_add(tf.nn.conv2d(y, c([1, 1, 4, 4], 2), 1, "SAME"), c([4], 3)))
+    y = tf.nn.relu6(tf.nn.bias_add(tf.nn.depthwise_conv2d(y, c([3, 3, 4, 1], 4), [1, 1, 1, 1], "SAME"), c([4], 5)))
+    z = tf.nn.gelu(tf.matmul(tf.reshape(y, [-1, 64]), c([64, 8], 6)) + c([8], 7))
+    return tf.tanh(tf.matmul(z, c([8, 8], 8)) + c([8], 9))
+
+
+def test_generic_target_emits_no_private_kernel():
+    g, out, res = lower(_mixed, [[2, 4, 4, 4]], target="generic")
+    lowered = [n for n in out.nodes() if n.attrs.get("fused_ops")]
+    assert {n.op_type for n in lowered} == {"_FusedConv2D", "_FusedMatMul"}
+    for n in lowered:
+        base = {"_FusedConv2D": "Conv2D", "_FusedMatMul": "MatMul"}[n.op_type]
+        assert K.lookup(base, "f32", n.attrs["fused_ops"], private=False) is not None
+        assert "_kernel" not in n.attrs
+    assert {"DepthwiseConv2dNative", "AddV2"} <= set(ops(out))
+    assert not any(n.attrs.get("fused_ops") == ["BiasAdd", "GeluExact"] for n in lowered)
+    assert_same(g, out, "f32")
+
+
+def test_generic_target_leaves_bf16_convolutions_alone():
+    g, out, res = lower(lambda x: tf.nn.relu(tf.nn.conv2d(x, c([3, 3, 4, 8], dt="bf16"), 1, "SAME")),
+                        [[1, 5, 5, 4]], "bf16", target="generic")
+    assert not res.changed
+
+
+def test_native_target_lowers_the_whole_mixed_graph():
+    g, out, res = lower(_mixed, [[2, 4, 4, 4]])
+    assert res.counts == {"fused_conv": 2, "fused_depthwise": 1, "fused_matmul": 2, "with_activation": 5,
+                          "with_add": 1}
+    assert_same(g, out, "f32")
+
+
+def test_unknown_target_is_a_config_error():
+    with pytest.raises(ConfigError):
+        LowerOneDNN(target="tpu").run(build(lambda x: x + 1.0, [[1]]))
+
+
+def test_not_fused_when_a_chain_value_has_another_reader():
+    g, out, res = lower(lambda x: (lambda y: [tf.nn.relu(y), y * 2.0])(
+        tf.nn.bias_add(tf.nn.conv2d(x, c([1, 1, 4, 4]), 1, "SAME"), c([4], 1))), [[1, 3, 3, 4]])
+    assert fused(out, next(n.name for n in out.nodes() if n.op_type == "_FusedConv2D"))[1] == ("BiasAdd",)
+    assert "Relu" in ops(out)
+    assert_same(g, out, "f32")
+
+
+def test_graph_output_keeps_its_name():
+    g = build(lambda x: tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, c([1, 1, 4, 4]), 1, "SAME"), c([4], 1)),
+                                   name="act"), [[1, 3, 3, 4]])
+    g.outputs = [p for p in g.outputs]
+    g.outputs[0].value = g.node("act").outputs[0]
+    out, _ = apply(LowerOneDNN(), g)
+    assert out.outputs[0].value.node.name == "act" and out.node("act").op_type == "_FusedConv2D"
+    assert lines_with(out, "%act = tf._FusedConv2D(")
+
+
+def test_control_users_of_the_last_node_wait_for_the_fused_node():
+    def fn(x):
+        r = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, c([1, 1, 4, 4]), 1, "SAME"), c([4], 1)), name="r")
+        with tf.control_dependencies([r]):
+            return [r, tf.identity(x, name="after")]
+    g = build(fn, [[1, 3, 3, 4]])
+    out, _ = apply(LowerOneDNN(), g)
+    assert [n.name for n in out.node("after").control_inputs] == ["r"]
+    assert out.node("r").op_type == "_FusedConv2D"
+
+
+def test_a_conv_with_control_users_is_left_alone():
+    def fn(x):
+        conv = tf.nn.conv2d(x, c([1, 1, 4, 4]), 1, "SAME", name="conv")
+        with tf.control_dependencies([conv]):
+            after = tf.identity(x, name="after")
+        return [tf.nn.relu(conv), after]
+    g = build(fn, [[1, 3, 3, 4]])
+    out, res = apply(LowerOneDNN(), g)
+    assert not res.changed
