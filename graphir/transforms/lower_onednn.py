@@ -65,7 +65,7 @@ class _Chain:
 class LowerOneDNN(Pass):
     """After: no Conv2D / DepthwiseConv2dNative / MatMul / BatchMatMulV2 (T f32 or bf16) whose bias, residual
     Add and activation a kernel of the table executes fused is followed by them; each such chain is one fused
-    node named like the last node it replaces. ``target=generic`` emits only kernels that run without oneDNN."""
+    node, named like the contraction (or like the chain's last node when that is a graph output). ``target=generic`` emits only kernels that run without oneDNN."""
 
     name = "lower-onednn"
     target: str = "native"
@@ -200,9 +200,11 @@ class LowerOneDNN(Pass):
 
     @staticmethod
     def _replace(graph: Graph, anchor: Node, nodes: list, last: Value, op: str, inputs, attrs, feeders) -> Node:
-        """Put one ``op`` node in place of ``anchor`` and ``nodes``, named like the node producing ``last``.
-        Only that node may have control users (matching refuses them elsewhere); they wait on the new node."""
-        name = last.node.name
+        """Put one ``op`` node in place of ``anchor`` and ``nodes``. It keeps the anchor's name (per-node
+        precision overrides and tuning name the conv or matmul), or the last node's when that is a graph
+        output (users fetch it by name). Only the last node may have control users (matching refuses them
+        elsewhere); they wait on the new node."""
+        name = last.node.name if graph.is_signature_node(last.node) else anchor.name
         f = graph.add_node(op, inputs, attrs, [last.type], name=f"{name}/fused", device=anchor.device)
         graph.replace_all_uses_with(last, f.outputs[0], outputs=True)
         move_control_users(graph, last.node, [f])

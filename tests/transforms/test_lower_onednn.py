@@ -55,10 +55,10 @@ def executed_ops(graph):
 # ---------------------------------------------------------------------------------------------- convolutions
 @BOTH
 def test_conv_bias_relu(dt):
-    g, out, res = lower(lambda x: tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, c([3, 3, 4, 8], dt=dt), 1, "SAME"),
-                                                           c([8], 1, dt)), name="r"), [[2, 6, 6, 4]], dt)
+    g, out, res = lower(lambda x: tf.nn.relu(tf.nn.bias_add(
+        tf.nn.conv2d(x, c([3, 3, 4, 8], dt=dt), 1, "SAME", name="conv"), c([8], 1, dt))), [[2, 6, 6, 4]], dt)
     assert res.counts == {"fused_conv": 1, "with_activation": 1}
-    n = out.node("r")
+    n = out.node("conv")
     if dt == "f32":
         assert n.op_type == "_FusedConv2D" and "_kernel" not in n.attrs
     else:
@@ -73,33 +73,33 @@ def test_conv_bias_relu(dt):
 
 @BOTH
 def test_conv_without_bias_gets_a_zero_bias(dt):
-    g, out, res = lower(lambda x: tf.nn.relu(tf.nn.conv2d(x, c([3, 3, 4, 8], dt=dt), 2, "VALID"), name="r"),
+    g, out, res = lower(lambda x: tf.nn.relu(tf.nn.conv2d(x, c([3, 3, 4, 8], dt=dt), 2, "VALID", name="conv")),
                         [[2, 7, 7, 4]], dt)
     assert res.counts["zero_bias"] == 1
-    assert fused(out, "r")[1] == ("BiasAdd", "Relu")
-    (bias,) = [v for v in out.node("r").inputs[2:]]
+    assert fused(out, "conv")[1] == ("BiasAdd", "Relu")
+    (bias,) = [v for v in out.node("conv").inputs[2:]]
     np.testing.assert_array_equal(bias.node.const_value().numpy().astype(np.float32), np.zeros(8, np.float32))
     assert_same(g, out, dt)
 
 
 @BOTH
 def test_add_of_a_per_channel_constant_is_the_bias(dt):
-    g, out, _ = lower(lambda x: tf.nn.relu6(tf.nn.conv2d(x, c([1, 1, 4, 8], dt=dt), 1, "SAME")
-                                            + c([1, 1, 1, 8], 3, dt), name="r"), [[2, 5, 5, 4]], dt)
-    assert fused(out, "r")[1] == ("BiasAdd", "Relu6")
+    g, out, _ = lower(lambda x: tf.nn.relu6(tf.nn.conv2d(x, c([1, 1, 4, 8], dt=dt), 1, "SAME", name="conv")
+                                            + c([1, 1, 1, 8], 3, dt)), [[2, 5, 5, 4]], dt)
+    assert fused(out, "conv")[1] == ("BiasAdd", "Relu6")
     assert_same(g, out, dt)
 
 
 @BOTH
 def test_residual_add_then_relu_and_without_activation(dt):
     def fn(x):
-        y = tf.nn.bias_add(tf.nn.conv2d(x, c([1, 1, 4, 4], dt=dt), 1, "SAME"), c([4], 1, dt))
-        r = tf.nn.relu(y + x, name="res_relu")
-        z = tf.nn.bias_add(tf.nn.conv2d(r, c([3, 3, 4, 4], 2, dt), 1, "SAME"), c([4], 3, dt))
-        return tf.add(z, r, name="res_plain")
+        y = tf.nn.bias_add(tf.nn.conv2d(x, c([1, 1, 4, 4], dt=dt), 1, "SAME", name="c1"), c([4], 1, dt))
+        r = tf.nn.relu(y + x)
+        z = tf.nn.bias_add(tf.nn.conv2d(r, c([3, 3, 4, 4], 2, dt), 1, "SAME", name="c2"), c([4], 3, dt))
+        return z + r
     g, out, res = lower(fn, [[2, 5, 5, 4]], dt)
-    assert fused(out, "res_relu")[1] == ("BiasAdd", "Add", "Relu")
-    assert fused(out, "res_plain")[1] == ("BiasAdd", "Add")
+    assert fused(out, "c1")[1] == ("BiasAdd", "Add", "Relu")
+    assert fused(out, "c2")[1] == ("BiasAdd", "Add")
     assert res.counts["with_add"] == 2 and not {"AddV2", "Add"} & set(ops(out))
     assert_same(g, out, dt)
 
@@ -144,9 +144,9 @@ def test_a_near_swish_is_not_taken_for_a_swish():
 
 
 def test_dilated_conv():
-    g, out, _ = lower(lambda x: tf.nn.relu(tf.nn.conv2d(x, c([3, 3, 4, 8]), 1, "SAME", dilations=2), name="r"),
+    g, out, _ = lower(lambda x: tf.nn.relu(tf.nn.conv2d(x, c([3, 3, 4, 8]), 1, "SAME", dilations=2, name="conv")),
                       [[1, 9, 9, 4]])
-    assert fused(out, "r") == ("_FusedConv2D", ("BiasAdd", "Relu"))
+    assert fused(out, "conv") == ("_FusedConv2D", ("BiasAdd", "Relu"))
     assert_same(g, out, "f32")
 
 
@@ -154,10 +154,10 @@ def test_dilated_conv():
 @BOTH
 def test_depthwise_bias_relu6_but_no_residual(dt):
     def fn(x):
-        d = tf.nn.relu6(tf.nn.bias_add(tf.nn.depthwise_conv2d(x, c([3, 3, 4, 1], dt=dt), [1, 1, 1, 1], "SAME"),
-                                       c([4], 1, dt)), name="d")
-        e = tf.nn.bias_add(tf.nn.depthwise_conv2d(d, c([3, 3, 4, 1], 2, dt), [1, 1, 1, 1], "SAME"), c([4], 3, dt),
-                           name="e")
+        d = tf.nn.relu6(tf.nn.bias_add(tf.raw_ops.DepthwiseConv2dNative(
+            input=x, filter=c([3, 3, 4, 1], dt=dt), strides=[1, 1, 1, 1], padding="SAME", name="d"), c([4], 1, dt)))
+        e = tf.nn.bias_add(tf.raw_ops.DepthwiseConv2dNative(
+            input=d, filter=c([3, 3, 4, 1], 2, dt), strides=[1, 1, 1, 1], padding="SAME", name="e"), c([4], 3, dt))
         return tf.add(e, x, name="res")
     g, out, _ = lower(fn, [[2, 6, 6, 4]], dt)
     assert fused(out, "d") == ("_FusedDepthwiseConv2dNative", ("BiasAdd", "Relu6"))
@@ -189,9 +189,9 @@ def test_matmul_bias_activation(dt, act):
 
 @BOTH
 def test_matmul_residual_add(dt):
-    g, out, _ = lower(lambda x: tf.add(tf.nn.bias_add(tf.matmul(x, c([16, 16], dt=dt)), c([16], 1, dt)), x,
-                                       name="y"), [[4, 16]], dt)
-    assert fused(out, "y") == ("_FusedMatMul", ("BiasAdd", "Add"))
+    g, out, _ = lower(lambda x: tf.nn.bias_add(tf.matmul(x, c([16, 16], dt=dt), name="mm"), c([16], 1, dt)) + x,
+                      [[4, 16]], dt)
+    assert fused(out, "mm") == ("_FusedMatMul", ("BiasAdd", "Add"))
     assert_same(g, out, dt)
 
 
@@ -271,7 +271,7 @@ def test_not_fused_when_a_chain_value_has_another_reader():
     assert_same(g, out, "f32")
 
 
-def test_graph_output_keeps_its_name():
+def test_graph_output_keeps_its_name_other_chains_the_contraction_name():
     g = build(lambda x: tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, c([1, 1, 4, 4]), 1, "SAME"), c([4], 1)),
                                    name="act"), [[1, 3, 3, 4]])
     g.outputs = [p for p in g.outputs]
@@ -279,17 +279,21 @@ def test_graph_output_keeps_its_name():
     out, _ = apply(LowerOneDNN(), g)
     assert out.outputs[0].value.node.name == "act" and out.node("act").op_type == "_FusedConv2D"
     assert lines_with(out, "%act = tf._FusedConv2D(")
+    g2 = build(lambda x: tf.nn.relu(tf.nn.conv2d(x, c([1, 1, 4, 4]), 1, "SAME", name="conv"), name="act"),
+               [[1, 3, 3, 4]])
+    out2, _ = apply(LowerOneDNN(), g2)
+    assert out2.node("conv").op_type == "_FusedConv2D" and "act" not in out2
 
 
 def test_control_users_of_the_last_node_wait_for_the_fused_node():
     def fn(x):
-        r = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, c([1, 1, 4, 4]), 1, "SAME"), c([4], 1)), name="r")
+        r = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, c([1, 1, 4, 4]), 1, "SAME", name="conv"), c([4], 1)))
         with tf.control_dependencies([r]):
             return [r, tf.identity(x, name="after")]
     g = build(fn, [[1, 3, 3, 4]])
     out, _ = apply(LowerOneDNN(), g)
-    assert [n.name for n in out.node("after").control_inputs] == ["r"]
-    assert out.node("r").op_type == "_FusedConv2D"
+    assert [n.name for n in out.node("after").control_inputs] == ["conv"]
+    assert out.node("conv").op_type == "_FusedConv2D"
 
 
 def test_a_conv_with_control_users_is_left_alone():
@@ -301,3 +305,4 @@ def test_a_conv_with_control_users_is_left_alone():
     g = build(fn, [[1, 3, 3, 4]])
     out, res = apply(LowerOneDNN(), g)
     assert not res.changed
+
