@@ -22,7 +22,7 @@ import numpy as np
 from ..dialects import tf_onednn as K
 from ..errors import ConfigError
 from ..ir import Graph, Node, Tensor, Value
-from ..ir.types import f32
+from ..ir.types import f32, i32
 from .base import Pass, PassResult, register_pass
 from .fold_batch_norms import per_channel
 from .patterns import add_const, const_array, move_control_users, protected, remove_dead, sole_use
@@ -58,6 +58,7 @@ class _Chain:
     act_nodes: tuple = ()
     alpha: float = 0.2
     bias_pos: int = 0       # len(nodes) once the bias is taken
+    reshape: Optional[Node] = None  # a Reshape between a MatMul and its bias that keeps the last dim
 
 
 @register_pass
@@ -65,7 +66,9 @@ class _Chain:
 class LowerOneDNN(Pass):
     """After: no Conv2D / DepthwiseConv2dNative / MatMul / BatchMatMulV2 (T f32 or bf16) whose bias, residual
     Add and activation a kernel of the table executes fused is followed by them; each such chain is one fused
-    node, named like the contraction (or like the chain's last node when that is a graph output). ``target=generic`` emits only kernels that run without oneDNN."""
+    node, named like the contraction (or like the chain's last node when that is a graph output). A MatMul
+    whose output is reshaped first (Keras's Dense on a rank-3 input) fuses the same and is reshaped after.
+    ``target=generic`` emits only kernels that run without oneDNN."""
 
     name = "lower-onednn"
     target: str = "native"
@@ -114,6 +117,13 @@ class LowerOneDNN(Pass):
         chain = _Chain(n, dtype, [])
         cur = out
         r = self._reader(graph, cur)
+        # Bias, Add and activation act on the last dim: they commute with a Reshape that keeps it.
+        if n.op_type == "MatMul" and r and r[0].op_type == "Reshape" and r[1] == 0:
+            dims = r[0].outputs[0].shape.dims
+            if dims and dims[-1] is not None and dims[-1] == out.shape.dims[-1]:
+                chain.reshape = r[0]
+                cur = r[0].outputs[0]
+                r = self._reader(graph, cur)
         # Bias: BiasAdd, or Add/AddV2 of a constant that varies only along the channel axis.
         if r and r[0].op_type == "BiasAdd" and r[1] == 0 and r[0].attrs.get("data_format", "NHWC") == "NHWC":
             chain.bias = r[0].inputs[1]
@@ -181,7 +191,13 @@ class LowerOneDNN(Pass):
         if c.bias is None:
             c.bias = add_const(graph, c.bias_array.astype(np.float32), f"{n.name}/bias", dtype=dt,
                                like=n).outputs[0]
-        args = [c.bias] + ([c.addend] if K.ADD in fused_ops else [])
+        addend = c.addend
+        if K.ADD in fused_ops and c.reshape is not None:
+            shape = add_const(graph, np.array([-1, n.outputs[0].shape.dims[-1]], np.int32), f"{n.name}/addend_shape",
+                              like=n)
+            addend = graph.add_node("Reshape", [addend, shape.outputs[0]], {"T": dt, "Tshape": i32},
+                                    [n.outputs[0].type], name=f"{n.name}/addend", device=n.device).outputs[0]
+        args = [c.bias] + ([addend] if K.ADD in fused_ops else [])
         attrs = {"T": dt}
         attrs.update({k: n.attrs[k] for k in K.KEEP_ATTRS[n.op_type] if k in n.attrs})
         attrs.update(fused_ops=list(fused_ops), num_args=len(args))
@@ -193,27 +209,38 @@ class LowerOneDNN(Pass):
             attrs["is_filter_const"] = n.inputs[1].node.const_value() is not None
         if kernel.label:
             attrs["_kernel"] = kernel.label
-        self._replace(graph, n, nodes, last, kernel.op, [n.inputs[0], n.inputs[1]] + args, attrs, feeders)
+        self._replace(graph, n, nodes, last, kernel.op, [n.inputs[0], n.inputs[1]] + args, attrs, feeders,
+                      reshape=c.reshape)
         counts[COUNT_NAMES[n.op_type]] += 1
         counts["with_add"] += K.ADD in fused_ops
         counts["with_activation"] += with_act
 
     @staticmethod
-    def _replace(graph: Graph, anchor: Node, nodes: list, last: Value, op: str, inputs, attrs, feeders) -> Node:
-        """Put one ``op`` node in place of ``anchor`` and ``nodes``. It keeps the anchor's name (per-node
-        precision overrides and tuning name the conv or matmul), or the last node's when that is a graph
-        output (users fetch it by name). Only the last node may have control users (matching refuses them
-        elsewhere); they wait on the new node."""
-        name = last.node.name if graph.is_signature_node(last.node) else anchor.name
-        f = graph.add_node(op, inputs, attrs, [last.type], name=f"{name}/fused", device=anchor.device)
-        graph.replace_all_uses_with(last, f.outputs[0], outputs=True)
-        move_control_users(graph, last.node, [f])
+    def _replace(graph: Graph, anchor: Node, nodes: list, last: Value, op: str, inputs, attrs, feeders,
+                 reshape: Optional[Node] = None) -> None:
+        """Put one ``op`` node in place of ``anchor`` and ``nodes`` (then ``reshape``'s copy, if given). It
+        keeps the anchor's name (per-node precision overrides and tuning name the conv or matmul); the value
+        that replaces ``last`` keeps the last node's name when that is a graph output (users fetch it by name).
+        Only the last node may have control users (matching refuses them elsewhere); they wait on the new
+        node."""
+        keep_last = graph.is_signature_node(last.node)
+        name = last.node.name if keep_last and reshape is None else anchor.name
+        out_type = last.type if reshape is None else anchor.outputs[0].type
+        f = graph.add_node(op, inputs, attrs, [out_type], name=f"{name}/fused", device=anchor.device)
+        result = f
+        if reshape is not None:
+            result = graph.add_node("Reshape", [f.outputs[0], reshape.inputs[1]], dict(reshape.attrs), [last.type],
+                                    name=f"{reshape.name}/lowered", device=reshape.device)
+        graph.replace_all_uses_with(last, result.outputs[0], outputs=True)
+        move_control_users(graph, last.node, [result])
         for m in reversed(nodes):
             graph.remove_node(m, forward_control=False)
+        if reshape is not None:
+            graph.remove_node(reshape, forward_control=False)
+            graph.rename(result, last.node.name if keep_last else reshape.name)
         graph.remove_node(anchor, forward_control=False)
         graph.rename(f, name)
         remove_dead(graph, feeders, protected(graph))
-        return f
 
     def _lower_batch_matmul(self, graph: Graph, n: Node, private: bool, counts: Counter) -> None:
         """BatchMatMulV2 -> Mul(one-element constant) -> Add(rank-4 tensor): ``[Mul, Add]``, the only list

@@ -195,6 +195,33 @@ def test_matmul_residual_add(dt):
     assert_same(g, out, dt)
 
 
+@BOTH
+def test_matmul_through_a_reshape_that_keeps_the_last_dim(dt):
+    """Keras's Dense on a rank-3 input: MatMul, Reshape back to rank 3, then bias, residual, activation."""
+    def fn(x, r):
+        y = tf.reshape(tf.matmul(x, c([16, 8], dt=dt), name="mm1"), [2, 3, 8], name="rs1") + c([8], 1, dt)
+        y = tf.nn.gelu(y, approximate=False)
+        z = tf.reshape(tf.matmul(tf.reshape(y, [6, 8]), c([8, 8], 2, dt), name="mm2"), [2, 3, 8], name="rs2")
+        w = tf.reshape(tf.matmul(x, c([16, 24], 3, dt), name="mm3"), [2, 3, 24], name="rs3")
+        return [tf.nn.bias_add(z, c([8], 4, dt)) + r, tf.nn.relu(w + c([24], 5, dt))]
+    g = build(fn, [[6, 16], [2, 3, 8]], [DT[dt]] * 2)
+    FoldConstants().run(g)
+    out, res = apply(LowerOneDNN(), g)
+    assert fused(out, "mm1") == ("_FusedMatMul", ("BiasAdd", "GeluExact"))
+    assert fused(out, "mm2") == ("_FusedMatMul", ("BiasAdd", "Add"))
+    assert fused(out, "mm3") == ("_FusedMatMul", ("BiasAdd", "Relu"))
+    for rs, mm in (("rs1", "mm1"), ("rs2", "mm2"), ("rs3", "mm3")):
+        assert out.node(rs).op_type == "Reshape" and out.node(rs).inputs[0].node.name == mm
+    assert not {"BiasAdd", "AddV2", "Relu", "Erf", "Erfc"} & set(ops(out))
+    assert_same(g, out, dt)
+
+
+def test_a_reshape_that_moves_the_last_dim_stops_the_chain():
+    g, out, res = lower(lambda x: tf.nn.relu(tf.reshape(tf.matmul(x, c([16, 8])), [2, 3, 2, 4]) + c([4], 1)),
+                        [[6, 16]])
+    assert not res.changed
+
+
 def test_transposed_lhs_is_left_alone():
     g, out, res = lower(lambda x: tf.nn.relu(tf.matmul(x, c([4, 8]), transpose_a=True) + c([8], 1)), [[4, 6]])
     assert not res.changed and "MatMul" in ops(out)
