@@ -52,8 +52,13 @@ def _arrays(base):
             "Mul": np.float32(0.7)}
 
 
-def build(base, dtype, fused_ops, kernel=None, label=True):
-    """GraphDef computing ``base`` then ``fused_ops``: unfused TF ops, or (``kernel``) one fused node ``out``."""
+PADDINGS = [[0, 0], [1, 1], [2, 0], [0, 0]]  # asymmetric; a 3x3 VALID conv keeps 7x7
+
+
+def build(base, dtype, fused_ops, kernel=None, label=True, pad=False):
+    """GraphDef computing ``base`` then ``fused_ops``: unfused TF ops, or (``kernel``) one fused node ``out``.
+    With ``pad`` the reference pads the input with a Pad op before a VALID convolution, and the fused node
+    pads it itself (``padding=EXPLICIT``)."""
     a = _arrays(base)
     T = TF_DTYPES[dtype]
     g = tf.Graph()
@@ -61,8 +66,9 @@ def build(base, dtype, fused_ops, kernel=None, label=True):
         x = tf.compat.v1.placeholder(T, a["x"].shape, name="x")
         w = tf.constant(a["w"], T, name="w")
         args = [tf.constant(a[o], T, name=f"arg_{o}") for o in fused_ops if o in a]
+        paddings = tf.constant(PADDINGS, tf.int32, name="paddings")
         if kernel is None:
-            y = _contract(base, x, w)
+            y = tf.nn.conv2d(tf.pad(x, paddings), w, 1, "VALID") if pad else _contract(base, x, w)
             for o, arg in zip([o for o in fused_ops if o in a], args):
                 y = tf.nn.bias_add(y, arg) if o == "BiasAdd" else y + arg if o == "Add" else y * arg
             for o in fused_ops:
@@ -82,7 +88,9 @@ def build(base, dtype, fused_ops, kernel=None, label=True):
             nd.attr["num_host_args"].i = 0
         if "Conv" in kernel.op:
             nd.attr["strides"].list.i.extend([1, 1, 1, 1])
-            nd.attr["padding"].s = b"SAME"
+            nd.attr["padding"].s = b"EXPLICIT" if pad else b"SAME"
+        if pad:
+            nd.attr["explicit_paddings"].list.i.extend(np.array(PADDINGS).reshape(-1).tolist())
         if kernel.filter_const_attr:
             nd.attr["is_filter_const"].b = True
         if kernel.label and label:
@@ -105,25 +113,36 @@ def run(gd, x, *, remap=True):
     return out.astype(np.float32), {n.op for pg in md.partition_graphs for n in pg.node}
 
 
+def _inferred_shape(gd):
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(gd, name="")
+    return g.get_tensor_by_name("out:0").shape.as_list()
+
+
 def _cases():
     for k in K.KERNELS:
-        for dt in k.dtypes:
-            for lst in k.fused_ops:
-                yield pytest.param(k, dt, lst, id=f"{k.op}-{dt}-{'+'.join(lst)}")
+        for pad in (False, True) if k.explicit_padding else (False,):
+            for dt in k.dtypes:
+                for lst in k.fused_ops:
+                    yield pytest.param(k, dt, lst, pad, id=f"{k.op}-{dt}-{'+'.join(lst)}{'-padded' if pad else ''}")
 
 
 def test_table_agrees_with_opdefs_and_kernel_registry():
     assert K.check_kernels() == []
 
 
-@pytest.mark.parametrize("kernel, dtype, fused_ops", list(_cases()))
-def test_fused_kernel_runs_and_matches_unfused_graph(kernel, dtype, fused_ops):
+@pytest.mark.parametrize("kernel, dtype, fused_ops, pad", list(_cases()))
+def test_fused_kernel_runs_and_matches_unfused_graph(kernel, dtype, fused_ops, pad):
     if kernel.private and not onednn_enabled():
         pytest.skip("private oneDNN kernel; TF has oneDNN off")
-    want, _ = run(*build(kernel.base, dtype, fused_ops), remap=False)
-    got, executed = run(*build(kernel.base, dtype, fused_ops, kernel))
+    want, _ = run(*build(kernel.base, dtype, fused_ops, pad=pad), remap=False)
+    gd, x = build(kernel.base, dtype, fused_ops, kernel, pad=pad)
+    got, executed = run(gd, x)
+    assert tuple(_inferred_shape(gd)[1:]) == got.shape[1:]  # TF's shape function agrees with the kernel
     fused_ran = {op for op in executed if op == kernel.op or op.startswith("_MklNativeFused")
                  or op.startswith("_MklFused")}
+    assert "Pad" not in executed
     assert fused_ran, executed
     scale = float(np.max(np.abs(want)))
     # bf16 rounds after every unfused op and once in the fused kernel: a few bf16 ulps of the largest value.

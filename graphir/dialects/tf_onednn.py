@@ -7,8 +7,13 @@ showed, and the table encodes:
 
 - ``_FusedConv2D``'s OpDef rejects bf16 (its bf16 CPU kernel is unreachable). ``_MklNativeFusedConv2D``
   accepts bf16, but its kernel is registered under the label ``MklNameChangeOp``: the node needs
-  ``_kernel: "MklNameChangeOp"``. It also needs ``is_filter_const`` set for a constant filter, as TF's
-  layout pass would; otherwise the filter is reordered on every run.
+  ``_kernel: "MklNameChangeOp"``. TF's layout pass sets ``is_filter_const`` for a constant filter (the kernel
+  may then cache the reordered filter) and folds a ``Pad`` feeding a VALID convolution into
+  ``_MklNativePadWithFusedConv2D``, but only on the ops it rewrites itself: for this op, emitted directly,
+  the lowering must do both, or ResNet50V2's 17 explicit Pads run as bf16 copies. It cannot emit
+  ``_MklNativePadWithFusedConv2D``: that op's shape function ignores the paddings (a 14x14 input padded to
+  16x16 infers 12x12), so a GraphDef holding it fails TF's import-time shape inference. It folds the Pad
+  into ``padding=EXPLICIT`` instead, which this op executes and infers correctly.
 - With oneDNN on, TF's layout pass rewrites ``_FusedConv2D`` / ``_FusedDepthwiseConv2dNative`` /
   ``_FusedMatMul`` into ``_MklNative*`` ops with that label and ``is_filter_const`` (RunMetadata partition
   graphs): in f32 the public op executes the same kernel, so f32 keeps the public op.
@@ -45,6 +50,7 @@ class FusedKernel:
     private: bool                # needs TF with oneDNN on
     label: Optional[str] = None  # value of the ``_kernel`` attr the kernel is registered under
     filter_const_attr: bool = False  # has ``is_filter_const``, which TF's layout pass sets for a Const filter
+    explicit_padding: bool = False  # takes padding=EXPLICIT, so a spatial Pad of its input can fold in
 
     def accepts(self, dtype: str, fused_ops) -> bool:
         return dtype in self.dtypes and tuple(fused_ops) in self.fused_ops
@@ -60,7 +66,7 @@ KERNELS: tuple[FusedKernel, ...] = (
     FusedKernel("Conv2D", "_FusedConv2D", ("f32",), _CONV_PORTABLE, private=False),
     FusedKernel("Conv2D", "_FusedConv2D", ("f32",), _CONV_ONEDNN, private=True),
     FusedKernel("Conv2D", "_MklNativeFusedConv2D", ("bf16",), _CONV_PORTABLE + _CONV_ONEDNN, private=True,
-                label=ONEDNN_LABEL, filter_const_attr=True),
+                label=ONEDNN_LABEL, filter_const_attr=True, explicit_padding=True),
     FusedKernel("DepthwiseConv2dNative", "_FusedDepthwiseConv2dNative", ("f32", "bf16"),
                 ((BIAS,),) + _lists((BIAS,), ("Relu", "Relu6", "Elu", "_FusedHardSwish")), private=True),
     FusedKernel("MatMul", "_FusedMatMul", ("f32", "bf16"), _MATMUL_PORTABLE, private=False),
@@ -160,6 +166,10 @@ def check_kernels(kernels=KERNELS) -> list[str]:
             need.add("leakyrelu_alpha")
         if "TArgs" in attrs:
             need.add("num_host_args")
+        if k.explicit_padding:
+            need.add("explicit_paddings")
+            if b"EXPLICIT" not in attrs["padding"].allowed_values.list.s:
+                problems.append(f"{k.op}: OpDef does not allow padding=EXPLICIT")
         for a in sorted(need - set(attrs)):
             problems.append(f"{k.op}: OpDef has no attr {a!r}")
         allowed = set(attrs["T"].allowed_values.list.type) if "T" in attrs else set()

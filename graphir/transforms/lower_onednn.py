@@ -59,6 +59,7 @@ class _Chain:
     alpha: float = 0.2
     bias_pos: int = 0       # len(nodes) once the bias is taken
     reshape: Optional[Node] = None  # a Reshape between a MatMul and its bias that keeps the last dim
+    pad: Optional[Node] = None      # a spatial Pad feeding a VALID Conv2D
 
 
 @register_pass
@@ -115,6 +116,7 @@ class LowerOneDNN(Pass):
         if out.shape.rank is None:
             return None
         chain = _Chain(n, dtype, [])
+        chain.pad = self._spatial_pad(graph, n)
         cur = out
         r = self._reader(graph, cur)
         # Bias, Add and activation act on the last dim: they commute with a Reshape that keeps it.
@@ -157,6 +159,19 @@ class LowerOneDNN(Pass):
             if m is not None:
                 chain.act, chain.act_nodes = m
         return chain
+
+    @staticmethod
+    def _spatial_pad(graph: Graph, n: Node) -> Optional[Node]:
+        """The Pad (of height and width only) that only this VALID Conv2D reads, if any."""
+        pad = n.inputs[0].node
+        if n.op_type != "Conv2D" or pad.op_type != "Pad" or pad.domain != "tf" or pad.control_inputs \
+                or n.attrs.get("padding") != "VALID":
+            return None
+        use = sole_use(graph, n.inputs[0])
+        a = const_array(pad.inputs[1])
+        if use is None or use[1] != 0 or a is None or a.shape != (4, 2) or a[0].any() or a[3].any():
+            return None
+        return pad
 
     # ------------------------------------------------------------------ rewriting
     def _lower(self, graph: Graph, c: _Chain, private: bool, counts: Counter) -> None:
@@ -209,16 +224,23 @@ class LowerOneDNN(Pass):
             attrs["is_filter_const"] = n.inputs[1].node.const_value() is not None
         if kernel.label:
             attrs["_kernel"] = kernel.label
-        self._replace(graph, n, nodes, last, kernel.op, [n.inputs[0], n.inputs[1]] + args, attrs, feeders,
-                      reshape=c.reshape)
+        inputs, also = [n.inputs[0], n.inputs[1]] + args, ()
+        if c.pad is not None and kernel.explicit_padding:
+            # TF's layout pass folds such a Pad into the ops it rewrites; this one arrives rewritten.
+            inputs[0], also = c.pad.inputs[0], (c.pad,)
+            attrs.update(padding="EXPLICIT",
+                         explicit_paddings=[int(x) for x in const_array(c.pad.inputs[1]).reshape(-1)])
+            counts["with_pad"] += 1
+        self._replace(graph, n, nodes, last, kernel.op, inputs, attrs, feeders, reshape=c.reshape, also=also)
         counts[COUNT_NAMES[n.op_type]] += 1
         counts["with_add"] += K.ADD in fused_ops
         counts["with_activation"] += with_act
 
     @staticmethod
     def _replace(graph: Graph, anchor: Node, nodes: list, last: Value, op: str, inputs, attrs, feeders,
-                 reshape: Optional[Node] = None) -> None:
-        """Put one ``op`` node in place of ``anchor`` and ``nodes`` (then ``reshape``'s copy, if given). It
+                 reshape: Optional[Node] = None, also=()) -> None:
+        """Put one ``op`` node in place of ``anchor``, ``nodes`` and the anchor's producers in ``also`` (then
+        ``reshape``'s copy, if given). It
         keeps the anchor's name (per-node precision overrides and tuning name the conv or matmul); the value
         that replaces ``last`` keeps the last node's name when that is a graph output (users fetch it by name).
         Only the last node may have control users (matching refuses them elsewhere); they wait on the new
@@ -239,6 +261,8 @@ class LowerOneDNN(Pass):
             graph.remove_node(reshape, forward_control=False)
             graph.rename(result, last.node.name if keep_last else reshape.name)
         graph.remove_node(anchor, forward_control=False)
+        for m in also:
+            graph.remove_node(m, forward_control=False)
         graph.rename(f, name)
         remove_dead(graph, feeders, protected(graph))
 

@@ -119,6 +119,23 @@ def test_composite_activations_after_conv(dt, act, want):
     assert_same(g, out, dt)
 
 
+@BOTH
+def test_explicit_pad_before_a_valid_conv_runs_inside_the_kernel(dt):
+    """TF's layout pass folds the Pad into the ops it rewrites (f32 _FusedConv2D); the bf16 op comes here
+    already rewritten, so the pass folds it into padding=EXPLICIT itself."""
+    g, out, res = lower(lambda x: tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(
+        tf.pad(x, [[0, 0], [1, 1], [2, 1], [0, 0]]), c([3, 3, 4, 8], dt=dt), 2, "VALID", name="conv"),
+        c([8], 1, dt))), [[2, 7, 7, 4]], dt)
+    n = out.node("conv")
+    if dt == "bf16":
+        assert n.op_type == "_MklNativeFusedConv2D" and "Pad" not in ops(out)
+        assert n.attrs["padding"] == "EXPLICIT" and n.attrs["explicit_paddings"] == [0, 0, 1, 1, 2, 1, 0, 0]
+    else:
+        assert n.op_type == "_FusedConv2D" and "Pad" in ops(out)
+    assert_same(g, out, dt)
+    assert "Pad" not in executed_ops(out)
+
+
 def test_unsupported_activation_after_conv_stays_separate():
     g, out, _ = lower(lambda x: tf.sigmoid(tf.nn.bias_add(tf.nn.conv2d(x, c([3, 3, 4, 8]), 1, "SAME"), c([8], 1)),
                                            name="s"), [[2, 6, 6, 4]])
