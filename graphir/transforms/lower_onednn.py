@@ -8,8 +8,13 @@ The longest prefix that a kernel of :mod:`graphir.dialects.tf_onednn` executes b
 stays as it was. The pass runs after precision assignment, so every node already has its dtype (T = f32 or
 bf16), and works in both.
 
-Grappler's remapper does the same at run time, but not in bf16 for convolutions (``_FusedConv2D`` rejects
-bf16), not for a bias its constant folding removed as zero, and not for Keras's composite activations.
+A MatMul whose output is reshaped before its bias (Keras's Dense on a rank-3 input) fuses the same, with the
+Reshape moved after it; a spatial Pad feeding a VALID bf16 convolution becomes its EXPLICIT padding.
+
+Grappler's remapper fuses part of this at run time. On the trained-like benchmark models it fused bf16
+Conv2D + BiasAdd (+ Relu/Relu6, + a residual Add alone) itself, but not a residual Add followed by Relu
+(ResNet50's 16 blocks), not a bias that constant folding deleted as zero, and not Keras's composite
+activations.
 """
 from __future__ import annotations
 
