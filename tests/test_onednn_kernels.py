@@ -178,7 +178,8 @@ def test_lookup_prefers_portable_kernels_and_respects_private():
 
 def test_describe_lists_only_portable_kernels_without_private_ops():
     text = K.describe_kernels(private=False)
-    assert "_FusedConv2D" in text and "_Mkl" not in text and "Depthwise" not in text
+    assert "Conv2D f32: _FusedConv2D: BiasAdd[+Relu|Relu6|Elu|LeakyRelu]" in text.splitlines()
+    assert "_Mkl" not in text and "Depthwise" not in text and "Conv2D bf16" not in text
     assert "_MklNativeFusedConv2D" in K.describe_kernels(private=True)
 
 

@@ -194,14 +194,22 @@ def available_kernels(private: Optional[bool] = None) -> list[FusedKernel]:
 
 
 def describe_kernels(private: Optional[bool] = None) -> str:
-    """One line per base op and dtype, for ``graphir env``: the fused op and the lists it takes."""
+    """One line per base op and dtype, for ``graphir env``: the fused ops and the lists they take, e.g.
+    ``MatMul bf16: _FusedMatMul: BiasAdd[+Relu|Tanh|...], BiasAdd+Add``."""
     rows: dict = {}
     for k in available_kernels(private):
         for dt in k.dtypes:
             rows.setdefault((k.base, dt), []).append(k)
     lines = []
     for (base, dt), ks in rows.items():
-        ops = " / ".join(dict.fromkeys(k.op for k in ks))
-        lists = ", ".join("+".join(lst) for k in ks for lst in k.fused_ops)
-        lines.append(f"{base} {dt}: {ops} [{lists}]")
+        groups: dict = {}  # lists grouped by what precedes their activation
+        for lst in (lst for k in ks for lst in k.fused_ops):
+            head, act = (lst[:-1], lst[-1]) if lst[-1] not in (BIAS, ADD, MUL) else (lst, None)
+            groups.setdefault(head, []).append(act)
+        parts = []
+        for head, acts in groups.items():
+            named = [a for a in acts if a]
+            tail = f"[+{'|'.join(named)}]" if None in acts else f"+{'|'.join(named)}"
+            parts.append("+".join(head) + (tail if named else ""))
+        lines.append(f"{base} {dt}: {' / '.join(dict.fromkeys(k.op for k in ks))}: {', '.join(parts)}")
     return "\n".join(lines)
