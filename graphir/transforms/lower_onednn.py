@@ -26,7 +26,7 @@ import numpy as np
 
 from ..dialects import tf_onednn as K
 from ..errors import ConfigError
-from ..ir import Graph, Node, Tensor, Value
+from ..ir import Graph, Node, Shape, Tensor, TensorType, Value
 from ..ir.types import f32, i32
 from .base import Pass, PassResult, register_pass
 from .fold_batch_norms import per_channel
@@ -54,6 +54,7 @@ def private_ops_for(target: str) -> bool:
 class _Chain:
     anchor: Node
     dtype: str
+    base: str              # the kernel table's base op: the anchor's type, or MatMul for a BatchMatMulV2 by a matrix
     nodes: list            # chain nodes after the anchor, in order (all removed when fused)
     bias: Optional[Value] = None
     bias_array: Optional[np.ndarray] = None   # a per-channel constant found as Add's operand
@@ -85,12 +86,10 @@ class LowerOneDNN(Pass):
         counts: Counter = Counter()
         for n in graph.topo_order(by_name=False):
             if n.graph is graph and n.domain == "tf" and n.op_type in K.BASES:
-                if n.op_type == "BatchMatMulV2":
+                chain = self._match(graph, n, matcher)
+                done = chain is not None and self._lower(graph, chain, private, counts)
+                if not done and n.op_type == "BatchMatMulV2":
                     self._lower_batch_matmul(graph, n, private, counts)
-                else:
-                    chain = self._match(graph, n, matcher)
-                    if chain is not None:
-                        self._lower(graph, chain, private, counts)
         return PassResult.of(**{k: v for k, v in sorted(counts.items()) if v})
 
     # ------------------------------------------------------------------ matching
@@ -114,13 +113,15 @@ class LowerOneDNN(Pass):
             return None
         if n.op_type == "MatMul" and n.attrs.get("transpose_a"):
             return None  # oneDNN's fused matmul refuses a transposed input
-        if n.op_type != "MatMul" and (n.attrs.get("data_format", "NHWC") != "NHWC"
-                                      or n.attrs.get("padding") not in ("SAME", "VALID")):
+        if n.op_type == "BatchMatMulV2" and not self._matmul_view(n):
+            return None
+        if n.op_type in ("Conv2D", "DepthwiseConv2dNative") and (n.attrs.get("data_format", "NHWC") != "NHWC"
+                                                                 or n.attrs.get("padding") not in ("SAME", "VALID")):
             return None
         out = n.outputs[0]
         if out.shape.rank is None:
             return None
-        chain = _Chain(n, dtype, [])
+        chain = _Chain(n, dtype, "MatMul" if n.op_type == "BatchMatMulV2" else n.op_type, [])
         chain.pad = self._spatial_pad(graph, n)
         cur = out
         r = self._reader(graph, cur)
@@ -145,7 +146,7 @@ class LowerOneDNN(Pass):
             cur = r[0].outputs[0]
             r = self._reader(graph, cur)
         # Residual Add of a tensor of the same shape (an unknown dim equals only an unknown dim).
-        if r and r[0].op_type in ("Add", "AddV2") and any(K.ADD in lst for k in K.KERNELS if k.base == n.op_type
+        if r and r[0].op_type in ("Add", "AddV2") and any(K.ADD in lst for k in K.KERNELS if k.base == chain.base
                                                            for lst in k.fused_ops):
             other = r[0].inputs[1 - r[1]]
             if (other.dtype is cur.dtype and other.shape.dims == cur.shape.dims
@@ -166,6 +167,14 @@ class LowerOneDNN(Pass):
         return chain
 
     @staticmethod
+    def _matmul_view(n: Node) -> bool:
+        """A BatchMatMulV2 of a rank >= 3 tensor (static but for its first dim) by a static matrix is a MatMul
+        on the tensor's rows: Keras's EinsumDense (attention projections) lowers to one."""
+        x, w = n.inputs[0].shape.dims, n.inputs[1].shape.dims
+        return (not n.attrs.get("adj_x") and w is not None and len(w) == 2 and None not in w
+                and x is not None and len(x) >= 3 and None not in x[1:])
+
+    @staticmethod
     def _spatial_pad(graph: Graph, n: Node) -> Optional[Node]:
         """The Pad (of height and width only) that only this VALID Conv2D reads, if any."""
         pad = n.inputs[0].node
@@ -179,7 +188,7 @@ class LowerOneDNN(Pass):
         return pad
 
     # ------------------------------------------------------------------ rewriting
-    def _lower(self, graph: Graph, c: _Chain, private: bool, counts: Counter) -> None:
+    def _lower(self, graph: Graph, c: _Chain, private: bool, counts: Counter) -> bool:
         n = c.anchor
         has_bias = c.bias is not None or c.bias_array is not None
         candidates = []
@@ -192,18 +201,18 @@ class LowerOneDNN(Pass):
         if has_bias:
             candidates.append(((K.BIAS,), c.bias_pos, False))
         for fused_ops, upto, with_act in candidates:
-            kernel = K.lookup(n.op_type, c.dtype, fused_ops, private)
+            kernel = K.lookup(c.base, c.dtype, fused_ops, private)
             if kernel is not None:
                 break
         else:
-            return
+            return False
         nodes = list(c.nodes[:upto]) + (list(c.act_nodes) if with_act else [])
         last = nodes[-1].outputs[0] if nodes else n.outputs[0]
         if not has_bias:
             # The kernels need a bias argument: a zero one (grappler would fold a zero BiasAdd away).
             ch = n.outputs[0].shape.dims[-1]
             if ch is None:
-                return
+                return False
             c.bias_array = np.zeros(ch, np.float32)
             counts["zero_bias"] += 1
         dt = n.outputs[0].dtype
@@ -211,15 +220,27 @@ class LowerOneDNN(Pass):
         if c.bias is None:
             c.bias = add_const(graph, c.bias_array.astype(np.float32), f"{n.name}/bias", dtype=dt,
                                like=n).outputs[0]
+        view = c.base != n.op_type
+        x, flat, tail, between = n.inputs[0], n.outputs[0].type, None, ()
+        if c.reshape is not None:   # MatMul -> Reshape: the fused MatMul, then the same Reshape
+            tail, between = (flat, c.reshape.inputs[1], dict(c.reshape.attrs), c.reshape.name), (c.reshape,)
+        elif view:                  # BatchMatMulV2 by a matrix: rows in, a MatMul, rows back out
+            dims = x.shape.dims
+            rows = None if dims[0] is None else int(np.prod(dims[:-1]))
+            flat = TensorType(dt, Shape([rows, n.outputs[0].shape.dims[-1]]))
+            x = self._reshape(graph, x, [-1, dims[-1]], TensorType(dt, Shape([rows, dims[-1]])), f"{n.name}/rows")
+            back = add_const(graph, np.array([-1, *dims[1:-1], flat.shape.dims[-1]], np.int32),
+                             f"{n.name}/unflatten/shape", like=n)
+            tail = (flat, back.outputs[0], {"T": dt, "Tshape": i32}, f"{n.name}/unflatten")
         addend = c.addend
-        if K.ADD in fused_ops and c.reshape is not None:
-            shape = add_const(graph, np.array([-1, n.outputs[0].shape.dims[-1]], np.int32), f"{n.name}/addend_shape",
-                              like=n)
-            addend = graph.add_node("Reshape", [addend, shape.outputs[0]], {"T": dt, "Tshape": i32},
-                                    [n.outputs[0].type], name=f"{n.name}/addend", device=n.device).outputs[0]
+        if K.ADD in fused_ops and tail is not None:
+            addend = self._reshape(graph, addend, [-1, flat.shape.dims[-1]], flat, f"{n.name}/addend")
         args = [c.bias] + ([addend] if K.ADD in fused_ops else [])
         attrs = {"T": dt}
-        attrs.update({k: n.attrs[k] for k in K.KEEP_ATTRS[n.op_type] if k in n.attrs})
+        if view:
+            attrs.update(transpose_a=False, transpose_b=bool(n.attrs.get("adj_y", False)))
+        else:
+            attrs.update({k: n.attrs[k] for k in K.KEEP_ATTRS[n.op_type] if k in n.attrs})
         attrs.update(fused_ops=list(fused_ops), num_args=len(args))
         if kernel.op in ("_FusedConv2D", "_MklNativeFusedConv2D"):
             attrs.update(TArgs=[dt] * len(args), num_host_args=0)
@@ -229,46 +250,53 @@ class LowerOneDNN(Pass):
             attrs["is_filter_const"] = n.inputs[1].node.const_value() is not None
         if kernel.label:
             attrs["_kernel"] = kernel.label
-        inputs, also = [n.inputs[0], n.inputs[1]] + args, ()
+        inputs, also = [x, n.inputs[1]] + args, ()
         if c.pad is not None and kernel.explicit_padding:
             # TF's layout pass folds such a Pad into the ops it rewrites; this one arrives rewritten.
             inputs[0], also = c.pad.inputs[0], (c.pad,)
             attrs.update(padding="EXPLICIT",
                          explicit_paddings=[int(x) for x in const_array(c.pad.inputs[1]).reshape(-1)])
             counts["with_pad"] += 1
-        self._replace(graph, n, nodes, last, kernel.op, inputs, attrs, feeders, reshape=c.reshape, also=also)
-        counts[COUNT_NAMES[n.op_type]] += 1
+        self._replace(graph, n, nodes, last, kernel.op, inputs, attrs, feeders, tail=tail, between=between,
+                      also=also)
+        counts[COUNT_NAMES[c.base]] += 1
+        counts["from_batch_matmul"] += view
         counts["with_add"] += K.ADD in fused_ops
         counts["with_activation"] += with_act
+        return True
+
+    @staticmethod
+    def _reshape(graph: Graph, v: Value, shape: list, type_: TensorType, name: str) -> Value:
+        s = add_const(graph, np.array(shape, np.int32), f"{name}/shape", like=v.node)
+        return graph.add_node("Reshape", [v, s.outputs[0]], {"T": v.dtype, "Tshape": i32}, [type_], name=name,
+                              device=v.node.device).outputs[0]
 
     @staticmethod
     def _replace(graph: Graph, anchor: Node, nodes: list, last: Value, op: str, inputs, attrs, feeders,
-                 reshape: Optional[Node] = None, also=()) -> None:
-        """Put one ``op`` node in place of ``anchor``, ``nodes`` and the anchor's producers in ``also`` (then
-        ``reshape``'s copy, if given). It
-        keeps the anchor's name (per-node precision overrides and tuning name the conv or matmul); the value
-        that replaces ``last`` keeps the last node's name when that is a graph output (users fetch it by name).
-        Only the last node may have control users (matching refuses them elsewhere); they wait on the new
-        node."""
+                 tail=None, between=(), also=()) -> None:
+        """Put one ``op`` node in place of ``anchor``, the ``between`` nodes after it, the chain ``nodes`` and
+        the anchor's producers in ``also``. With ``tail`` = (flat type, shape value, Reshape attrs, name) the
+        node computes a matrix of the flat type and a Reshape named ``name`` gives it ``last``'s shape.
+
+        The fused node keeps the anchor's name (per-node precision overrides and tuning name the conv or
+        matmul); the value that replaces ``last`` keeps the last node's name when that is a graph output (users
+        fetch it by name). Only the last node may have control users (matching refuses them elsewhere); they
+        wait on the new node."""
         keep_last = graph.is_signature_node(last.node)
-        name = last.node.name if keep_last and reshape is None else anchor.name
-        out_type = last.type if reshape is None else anchor.outputs[0].type
-        f = graph.add_node(op, inputs, attrs, [out_type], name=f"{name}/fused", device=anchor.device)
+        name = last.node.name if keep_last and tail is None else anchor.name
+        f = graph.add_node(op, inputs, attrs, [last.type if tail is None else tail[0]], name=f"{name}/fused",
+                           device=anchor.device)
         result = f
-        if reshape is not None:
-            result = graph.add_node("Reshape", [f.outputs[0], reshape.inputs[1]], dict(reshape.attrs), [last.type],
-                                    name=f"{reshape.name}/lowered", device=reshape.device)
+        if tail is not None:
+            result = graph.add_node("Reshape", [f.outputs[0], tail[1]], tail[2], [last.type],
+                                    name=f"{tail[3]}/lowered", device=anchor.device)
         graph.replace_all_uses_with(last, result.outputs[0], outputs=True)
         move_control_users(graph, last.node, [result])
-        for m in reversed(nodes):
-            graph.remove_node(m, forward_control=False)
-        if reshape is not None:
-            graph.remove_node(reshape, forward_control=False)
-            graph.rename(result, last.node.name if keep_last else reshape.name)
-        graph.remove_node(anchor, forward_control=False)
-        for m in also:
+        for m in [*reversed(nodes), *between, anchor, *also]:
             graph.remove_node(m, forward_control=False)
         graph.rename(f, name)
+        if tail is not None:
+            graph.rename(result, last.node.name if keep_last else tail[3])
         remove_dead(graph, feeders, protected(graph))
 
     def _lower_batch_matmul(self, graph: Graph, n: Node, private: bool, counts: Counter) -> None:
@@ -439,7 +467,7 @@ class ActivationMatcher:
     def _evaluate(graph: Graph, v: Value, group: list, cands: list) -> Optional[str]:
         """The first of ``cands`` that ``group`` computes. The group runs in f32 whatever its dtype, so only
         its constants' rounding separates it from the function: bf16 constants get a looser tolerance."""
-        from ..ir import Port, TensorType
+        from ..ir import Port
         from ..ir.types import DType
         from .tf_eval import evaluate
 

@@ -267,6 +267,23 @@ def test_rank3_batch_matmul_is_left_alone():
     assert not res.changed
 
 
+@BOTH
+def test_batch_matmul_by_a_matrix_lowers_as_a_matmul_on_rows(dt):
+    """Keras's EinsumDense: a rank-3 tensor times a weight matrix, then bias, residual Add or activation."""
+    def fn(x):
+        y = tf.raw_ops.BatchMatMulV2(x=x, y=c([16, 16], dt=dt), name="proj") + c([16], 1, dt)
+        y = y + x
+        z = tf.raw_ops.BatchMatMulV2(x=y, y=c([8, 16], 2, dt), adj_y=True, name="ff")
+        return tf.nn.gelu(tf.nn.bias_add(z, c([8], 3, dt)), approximate=True)
+    g, out, res = lower(fn, [[None, 5, 16]], dt)
+    assert fused(out, "proj") == ("_FusedMatMul", ("BiasAdd", "Add"))
+    assert fused(out, "ff") == ("_FusedMatMul", ("BiasAdd", "GeluApproximate"))
+    assert out.node("ff").attrs["transpose_b"] is True and res.counts["from_batch_matmul"] == 2
+    assert "BatchMatMulV2" not in ops(out) and ops(out).count("Reshape") == 5  # rows in x2, back x2, addend
+    assert [p.value.shape.dims for p in out.outputs] == [(None, 5, 8)]
+    assert_same(g, out, dt)
+
+
 # ---------------------------------------------------------------------------------------------- targets, safety
 def _mixed(x):
     y = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, c([3, 3, 4, 4]), 1, "SAME"), c([4], 1)))
