@@ -212,11 +212,12 @@ FP32_PIPELINE = [
 def default_pipeline(opts, report: Optional[dict] = None) -> str:
     """The pipeline ``graphir.compile`` runs for ``opts.precisions`` (a comma-separated string)."""
     passes = list(FP32_PIPELINE)
+    # WIP wiring (lower-onednn): the lowering replaces fuse-bias-activation and runs after precision
+    # assignment, so it sees every node's final dtype.
+    passes.remove("fuse-bias-activation")
     if "bf16" in getattr(opts, "precisions", ()):
         from .auto_mixed_precision import extend_pipeline
 
-        # TF's fused conv/matmul ops have no bf16 kernels: fuse only what stays f32, after conversion.
-        passes.remove("fuse-bias-activation")
         passes = extend_pipeline(passes, opts, report if report is not None else {})
-        passes.append("fuse-bias-activation")
+    passes.append(f"lower-onednn{{target={getattr(opts, 'target', 'native')}}}")
     return ",".join(passes)

@@ -367,3 +367,62 @@ def test_a_conv_with_control_users_is_left_alone():
     out, res = apply(LowerOneDNN(), g)
     assert not res.changed
 
+
+# ---------------------------------------------------------------------------------------------- end to end
+def _keras_residual_cnn():
+    """A small Keras CNN: conv/BN/ReLU stem, two residual blocks (one with a projection shortcut), a
+    depthwise block, a GELU dense layer; BN statistics and biases randomized like a trained model's."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(3)
+
+    def conv_bn(x, f, k=3, s=1, act=True):
+        x = layers.Conv2D(f, k, s, padding="same")(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU()(x) if act else x
+
+    x = inp = keras.Input((16, 16, 3))
+    x = conv_bn(x, 16)
+    y = conv_bn(conv_bn(x, 16), 16, act=False)
+    x = layers.ReLU()(layers.Add()([x, y]))
+    y = conv_bn(conv_bn(x, 32, s=2), 32, act=False)
+    x = layers.ReLU()(layers.Add()([conv_bn(x, 32, 1, 2, act=False), y]))
+    x = layers.DepthwiseConv2D(3, padding="same")(x)
+    x = layers.ReLU(6.0)(layers.BatchNormalization()(x))
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(24, activation="gelu")(x)
+    out = layers.Dense(10, activation="softmax")(x)
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(4)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.6, 1.4, c), rng.normal(0, 0.2, c), rng.normal(0, 0.2, c),
+                               rng.uniform(0.6, 1.4, c)])
+        elif getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0, 0.2, layer.bias.shape))
+    return model
+
+
+@pytest.mark.parametrize("precisions", ["fp32", "bf16"])
+def test_compiled_keras_cnn_runs_lowered_in_tf(precisions):
+    import graphir
+    from graphir.frontends.tf import load
+
+    g = load(_keras_residual_cnn())
+    om = graphir.compile(g, precisions=precisions, target="avx512_bf16", measure_profitability=False)
+    (rec,) = [r for r in om.report["passes"] if r.name == "lower-onednn"]
+    assert rec.result.counts["fused_conv"] == 6 and rec.result.counts["with_add"] == 2
+    assert rec.result.counts["fused_depthwise"] == 1 and rec.result.counts["fused_matmul"] == 2
+    conv_op = "_MklNativeFusedConv2D" if precisions == "bf16" else "_FusedConv2D"
+    assert sum(n.op_type == conv_op for n in om.ir.nodes()) == 6
+    feeds = {p.name: np.random.default_rng(5).uniform(0, 1, (4, 16, 16, 3)).astype(np.float32) for p in g.inputs}
+    want = Runner(g)(feeds)[0]
+    runner = Runner(om.ir)
+    got, md = runner.run_with_metadata(feeds)
+    ran = {n.op for pg in md.partition_graphs for n in pg.node}
+    assert {"_MklNativeFusedConv2D", "_MklNativeFusedDepthwiseConv2dNative", "_MklNativeFusedMatMul"} <= ran
+    assert not {"Relu", "Relu6", "AddV2", "BiasAdd", "Erfc", "Erf"} & ran
+    tol = 3e-2 if precisions == "bf16" else 1e-5
+    np.testing.assert_allclose(got[0], want, rtol=tol, atol=tol * float(np.max(want)))
