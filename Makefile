@@ -10,6 +10,8 @@ PYTEST_ARGS ?=
 
 # Intel Neural Compressor, a rival in benchmarks/bf16_latency.py, pins numpy 1.x: it gets its own venv.
 VENV_INC ?= .venv-inc
+# OpenVINO, another rival there, reads the frozen .pb itself and needs no TF: its own venv keeps its pins apart.
+VENV_OV ?= .venv-ov
 
 .PHONY: all demo test test-fast bench bench-compile bench-bf16 clean
 
@@ -36,12 +38,18 @@ $(VENV_INC)/.installed:
 	$(VENV_INC)/bin/python -m pip install -q 'neural-compressor==2.6' 'numpy<2' tensorflow-cpu
 	@touch $@
 
+$(VENV_OV)/.installed:
+	@test -x $(VENV_OV)/bin/python || $(PYTHON_BOOT) -m venv $(VENV_OV)
+	$(VENV_OV)/bin/python -m pip install -q --upgrade pip
+	$(VENV_OV)/bin/python -m pip install -q 'openvino==2026.4.1' numpy
+	@touch $@
+
 bench: bench-compile bench-bf16
 
 bench-compile: $(VENV)/.installed
 	$(PY) benchmarks/compile_speed.py
 
-bench-bf16: $(VENV)/.installed $(VENV_INC)/.installed
+bench-bf16: $(VENV)/.installed $(VENV_INC)/.installed $(VENV_OV)/.installed
 	$(PY) benchmarks/bf16_latency.py --runs 11
 
 clean:

@@ -144,7 +144,7 @@ def warnings_of(records: Sequence[PassRecord]) -> list[str]:
 # folds produce.
 FP32_PIPELINE = [
     "strip-unused", "remove-training-nodes", "prune-switch-merge", "fold-constants", "simplify-arithmetic",
-    "fold-batch-norms", "cse", "simplify-arithmetic", "dce", "fuse-bias-activation",
+    "fold-batch-norms", "cse", "simplify-arithmetic", "dce", "lower-onednn",
 ]
 
 
@@ -157,7 +157,8 @@ def default_pipeline(opts, report: Optional[dict] = None) -> Pipeline:
 
     load_passes()
     report = report if report is not None else {}
-    passes: list[Pass] = [PASSES[n]() for n in FP32_PIPELINE]
+    target = getattr(opts, "target", "native")
+    passes: list[Pass] = [PASSES[n](target=target) if n == "lower-onednn" else PASSES[n]() for n in FP32_PIPELINE]
     precisions = list(getattr(opts, "precisions", ["fp32"]))
     if "bf16" in precisions:
         precisions, warnings = resolve(opts.target, precisions)
