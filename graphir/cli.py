@@ -323,8 +323,15 @@ def cmd_env(a) -> int:
     _tf()
     from .runtime_check.target import describe
 
-    text = describe()
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    from .dialects.tf_onednn import describe_kernels
+    from .dialects.tf_opdefs import onednn_enabled
+
+    text = describe().rstrip("\n") + "\n"
+    kernels = describe_kernels()
+    state = "on" if onednn_enabled() else "off (TF_ENABLE_ONEDNN_OPTS=0): portable kernels only"
+    text += f"fused kernels for the native target (oneDNN {state}):\n"
+    text += "".join(f"  {line}\n" for line in kernels.splitlines()) or "  none\n"
+    sys.stdout.write(text)
     return 0
 
 
