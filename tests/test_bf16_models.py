@@ -74,8 +74,12 @@ def test_resnet50_all_convs_bf16_two_casts(resnet50_gd):
     feeds = random_inputs(g, dim=2)
     a, b = Runner(g)(feeds)[0], Runner(om.ir)(feeds)[0]
     assert b.dtype == np.float32
-    assert (a.argmax(1) == b.argmax(1)).all() or np.abs(a - b).max() < 0.02
-    np.testing.assert_allclose(b.sum(1), 1.0, rtol=1e-2)
+    # weights=None gives a nearly flat softmax (logits spread ~0.1), where top-1 flips on ties and any
+    # softmax sums to 1; compare the logits it implies instead (log-probs up to a per-row constant). bf16
+    # is off by ~4% of the spread here; another input moves them by ~12%, a broken graph by far more.
+    la, lb = (np.log(p.astype(np.float64)) for p in (a, b))
+    la, lb = la - la.mean(1, keepdims=True), lb - lb.mean(1, keepdims=True)
+    assert np.abs(la - lb).max() < 0.1 * la.std()
 
 
 def test_bf16_alone_converts_even_where_the_cost_model_would_not(digits_gd):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import build as shared_build
 from graphir.errors import ConfigError
-from graphir.frontends.tf import from_graph_def
 from graphir.ir.types import bf16, f32
 from graphir.runtime_check.runner import Runner, random_inputs
 from graphir.transforms.auto_mixed_precision import (
@@ -18,15 +18,7 @@ raw = tf.raw_ops
 
 
 def build(fn, shapes):
-    """IR of ``fn(*placeholders)`` built as a TF1 graph; outputs are Identity nodes out0, out1, ..."""
-    g = tf.Graph()
-    with g.as_default():
-        xs = [tf.compat.v1.placeholder(tf.float32, s, name=f"x{i}") for i, s in enumerate(shapes)]
-        outs = fn(*xs)
-        for i, o in enumerate(outs):
-            tf.identity(o, name=f"out{i}")
-    return from_graph_def(g.as_graph_def(), inputs=[f"x{i}" for i in range(len(shapes))],
-                          outputs=[f"out{i}" for i in range(len(outs))])
+    return shared_build(fn, shapes, prune=True)
 
 
 def w(*shape, seed=0):

@@ -1,7 +1,7 @@
 """remove-training-nodes: identity-like and debug ops go; outputs and user-kept nodes stay."""
 import tensorflow as tf
 
-from fp32_passutil import apply, assert_same_outputs, build, ops
+from conftest import apply, assert_same_outputs, build, ops
 from graphir.transforms.remove_training_nodes import RemoveTrainingNodes
 
 raw = tf.raw_ops
