@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Intel Neural Compressor, a rival in benchmarks/bf16_latency.py, pins numpy 1.x: it gets its own venv.
 VENV_INC ?= .venv-inc
 
-.PHONY: all demo test test-fast bench bench-compile bench-bf16 clean
+.PHONY: all demo test test-fast bench bench-compile bench-bf16 fuzz clean
 
 all: test
 
@@ -43,6 +43,12 @@ bench-compile: $(VENV)/.installed
 
 bench-bf16: $(VENV)/.installed $(VENV_INC)/.installed
 	$(PY) benchmarks/bf16_latency.py --runs 11
+
+# The random-graph fuzzer over many seeds (make test runs a fixed few): make fuzz N=2000 [START=0]
+N ?= 2000
+START ?= 0
+fuzz: $(VENV)/.installed
+	$(PY) benchmarks/fuzz.py --seeds $(N) --start $(START)
 
 clean:
 	rm -rf out build dist graphir_workspace nc_workspace *.egg-info .pytest_cache .graphir-cache

@@ -10,7 +10,8 @@ plus comment directives::
     // CHECK-NOT: text                        absent between the neighbouring matches (or to the end)
     // CHECK-UNCHANGED                        a negative case: the pipeline must not change the printed IR
     // TOLERANCE: rtol atol                   for the numeric comparison (default 1e-5 1e-6)
-    // XFAIL: reason                          a known bug: the case must fail until the bug is fixed
+    // XFAIL: reason                          a known bug: the case must fail until the bug is fixed,
+    // FAILS-WITH: text                         with this text in the error (required with XFAIL)
 
 Patterns are plain substrings (surrounding blanks ignored). For every case the runner also checks that
 the input and the output verify, that the output re-parses and re-prints to the same text, that running
@@ -32,7 +33,7 @@ from conftest import parse_ir, print_ir, run_both, run_pipeline
 HERE = os.path.dirname(os.path.abspath(__file__))
 PASS_DIR = os.path.join(HERE, "passes")
 SEPARATOR = "// -----"
-_DIRECTIVE = re.compile(r"^\s*//\s*(RUN|CHECK|CHECK-NEXT|CHECK-SAME|CHECK-NOT|CHECK-UNCHANGED|TOLERANCE|XFAIL)"
+_DIRECTIVE = re.compile(r"^\s*//\s*(RUN|CHECK|CHECK-NEXT|CHECK-SAME|CHECK-NOT|CHECK-UNCHANGED|TOLERANCE|XFAIL|FAILS-WITH)"
                         r"(?::\s?(.*?))?\s*$")
 
 
@@ -54,6 +55,7 @@ class Case:
     rtol: float = 1e-5
     atol: float = 1e-6
     xfail: str = ""
+    fails_with: str = ""
 
     @property
     def id(self) -> str:
@@ -94,12 +96,16 @@ def _case(path: str, start: int, body: list[str]) -> Case:
             c.rtol, c.atol = (float(x) for x in arg.split())
         elif kind == "XFAIL":
             c.xfail = arg or "known bug"
+        elif kind == "FAILS-WITH":
+            c.fails_with = arg
         else:
             if not arg:
                 raise ValueError(f"{where}: empty {kind} pattern")
             c.checks.append(Check(kind, arg, start + k + 1))
     if not c.pipeline:
         raise ValueError(f"{path}:{start + 1}: case without a '// RUN: <pipeline>' line")
+    if bool(c.xfail) != bool(c.fails_with):
+        raise ValueError(f"{path}:{start + 1}: XFAIL and FAILS-WITH go together")
     if c.unchanged and c.checks:
         raise ValueError(f"{path}:{start + 1}: CHECK-UNCHANGED says it all; drop the CHECK lines")
     if not c.unchanged and not c.checks:
@@ -178,17 +184,22 @@ def _files() -> list[str]:
 
 
 def _params():
-    out = []
-    for path in _files():
-        for c in read_cases(path):
-            marks = [pytest.mark.xfail(reason=c.xfail, strict=True)] if c.xfail else []
-            out.append(pytest.param(c, id=c.id, marks=marks))
-    return out
+    return [pytest.param(c, id=c.id) for path in _files() for c in read_cases(path)]
 
 
 @pytest.mark.parametrize("case", _params())
 def test_case(case):
-    run_case(case)
+    if not case.xfail:
+        run_case(case)
+        return
+    # A known bug: it must still fail, and the way it is known to (any other failure is a new problem).
+    try:
+        run_case(case)
+    except Exception as e:
+        if case.fails_with not in " ".join(str(e).split()):
+            raise
+        pytest.xfail(case.xfail)
+    pytest.fail(f"{case.id} passes now: the bug ({case.xfail}) looks fixed; drop its XFAIL lines")
 
 
 def test_every_pass_has_a_text_test_with_positive_and_negative_cases():
@@ -232,11 +243,11 @@ def test_filecheck(checks, ok):
 def test_case_reader(tmp_path):
     p = tmp_path / "x.gir"
     p.write_text("// RUN: cse\n// CHECK: a\ngraph @g {}\n// -----\n\n// RUN: dce{drop_pure_controls=0}\n"
-                 "// CHECK-UNCHANGED\n// TOLERANCE: 1e-2 1e-3\n// XFAIL: bug 1\ngraph @g {}\n")
+                 "// CHECK-UNCHANGED\n// TOLERANCE: 1e-2 1e-3\n// XFAIL: bug 1\n// FAILS-WITH: boom\ngraph @g {}\n")
     a, b = read_cases(str(p))
     assert (a.pipeline, a.first_line, [c.kind for c in a.checks], a.unchanged) == ("cse", 1, ["CHECK"], False)
-    assert (b.pipeline, b.first_line, b.unchanged, b.rtol, b.atol, b.xfail) == \
-        ("dce{drop_pure_controls=0}", 5, True, 1e-2, 1e-3, "bug 1")
+    assert (b.pipeline, b.first_line, b.unchanged, b.rtol, b.atol, b.xfail, b.fails_with) == \
+        ("dce{drop_pure_controls=0}", 5, True, 1e-2, 1e-3, "bug 1", "boom")
     assert b.text.startswith("\n" * 4)  # parse errors point at lines of the file
     p.write_text("// CHECK: a\ngraph @g {}\n")
     with pytest.raises(ValueError, match="RUN"):
