@@ -5,7 +5,8 @@ Test modules import the helpers with ``from conftest import ...``:
 - ``parse_ir`` / ``print_ir`` / ``run_pipeline``: the text IR and the pass pipeline. Every test that runs a
   pipeline goes through ``run_pipeline``, so a change of the pass-manager API is a change here only.
 - ``build``: a small TF1 graph from a Python function, loaded into the IR.
-- ``run_both`` / ``assert_same_outputs``: run two graphs in TensorFlow on the same inputs and compare.
+- ``run_graph`` / ``run_both`` / ``assert_same_outputs``: run a graph in TensorFlow, or two on the same
+  inputs, and compare them.
 - ``run_cli``: ``python -m graphir ...`` as a subprocess of this checkout, without debug tracebacks.
 """
 import os
@@ -101,18 +102,24 @@ def lines_with(graph, text):
 
 
 # ------------------------------------------------------------------------------ running graphs
+def run_graph(graph, feeds):
+    """Outputs of one graph (IR graph or GraphDef) in TensorFlow."""
+    from graphir.runtime_check.runner import Runner
+
+    r = Runner(graph)
+    try:
+        return r(feeds)
+    finally:
+        r.close()
+
+
 def run_both(before, after, *, feeds=None, seed=0, dim=3):
     """Outputs of both graphs (IR graphs or GraphDefs) in TensorFlow on the same inputs (random ones from
     ``before``'s signature unless ``feeds`` is given)."""
-    from graphir.runtime_check.runner import Runner, random_inputs
+    from graphir.runtime_check.runner import random_inputs
 
     feeds = feeds if feeds is not None else random_inputs(before, dim=dim, seed=seed)
-    ra, rb = Runner(before), Runner(after)
-    try:
-        return ra(feeds), rb(feeds)
-    finally:
-        ra.close()
-        rb.close()
+    return run_graph(before, feeds), run_graph(after, feeds)
 
 
 def assert_same_outputs(before, after, *, rtol=1e-5, atol=1e-6, seed=0, feeds=None, dim=3):

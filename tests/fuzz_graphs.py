@@ -3,7 +3,7 @@
 ``make_graph(seed)`` builds a random DAG over the inference op set graphir optimizes (elementwise ops,
 MatMul / Conv2D / depthwise conv with batch norms, biases and activations, Reshape / Transpose / Concat
 and friends, reductions, constant sub-graphs, casts, duplicated sub-expressions, TF1 conds on constant
-predicates, debug and identity ops, control edges, dead branches) in a ``tf.Graph`` with fixed-shape fp32
+predicates or on data, TF1 while loops, debug and identity ops, control edges, dead branches) in a ``tf.Graph`` with fixed-shape fp32
 placeholders, and loads it into the IR with every node kept.
 
 ``check_graph(graph)`` runs every registered pass alone, then the full fp32 and bf16 pipelines, on
@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from conftest import parse_ir, print_ir, run_pipeline  # noqa: E402
+from conftest import parse_ir, print_ir, run_graph, run_pipeline  # noqa: E402
 
 # Options a pass needs to do anything on graphs this small (the bf16 cost model would keep them fp32).
 PASS_OPTIONS = {"auto-mixed-precision": "{min_region_flops=0, flops_per_cast_byte=0}"}
@@ -361,18 +361,40 @@ class _Gen:
         return self.add(e.rebuild(*e.inputs), e.rebuild, e.inputs)
 
     def cond(self):
-        """A TF1 cond on a constant predicate, or on a learning phase (a PlaceholderWithDefault)."""
+        """A TF1 cond on a constant predicate, on a learning phase (a PlaceholderWithDefault), or on data."""
         tf = self.tf
         from models import control_flow_v1
 
         x = self.pick().tensor
         value = bool(self.chance(0.5))
+        r = self.rng.random()
         with control_flow_v1():
-            pred = tf.constant(value)
-            if self.chance(0.5):
-                pred = tf.compat.v1.placeholder_with_default(pred, [])
+            if r < 0.6:
+                pred = tf.constant(value)
+                if self.chance(0.5):
+                    pred = tf.compat.v1.placeholder_with_default(pred, [])
+            else:
+                pred = tf.reduce_sum(self.pick(recent=False).tensor) > 0.0
             a, b = self.choice([tf.nn.relu, tf.tanh]), self.choice([tf.sigmoid, tf.negative, tf.identity])
-            y = tf.compat.v1.cond(pred, lambda: a(x), lambda: b(x))
+            # Branches that compute the same thing twice, or need constants of their own, now and then.
+            c = self.values(self.shape(x)[-1:])
+            y = tf.compat.v1.cond(pred, lambda: a(x) * tf.constant(c) + a(x), lambda: b(x) + 0.0)
+        return self.add(y, None, [x])
+
+    def loop(self):
+        """A TF1 while loop (Enter/Merge/Switch/NextIteration/Exit): a few steps of tanh(h * w + b)."""
+        tf = self.tf
+        from models import control_flow_v1
+
+        x = self.pick().tensor
+        c = self.shape(x)[-1]
+        w, b = self.values((c,), 0.5), self.values((c,), 0.5)
+        steps = int(self.rng.integers(1, 4))
+        with control_flow_v1():
+            _, y = tf.compat.v1.while_loop(
+                lambda i, h: i < steps,
+                lambda i, h: (i + 1, tf.tanh(h * tf.constant(w) + tf.constant(b) * 1.0)),
+                [tf.constant(0), x])
         return self.add(y, None, [x])
 
     def control(self):
@@ -398,7 +420,7 @@ class _Gen:
 
     BUILDERS = [("unary", 5), ("binary", 6), ("matmul", 3), ("conv", 3), ("shape_op", 4), ("reduce", 2),
                 ("constant_subgraph", 1), ("like", 1), ("cast", 1), ("duplicate", 2), ("cond", 1),
-                ("control", 1), ("dead", 1)]
+                ("loop", 0.5), ("control", 1), ("dead", 1)]
 
     def build(self, n_ops: int):
         tf = self.tf
@@ -470,16 +492,6 @@ def checks() -> list[str]:
     return [f"pass:{p}" for p in known_passes()] + ["pipeline:fp32", "pipeline:bf16"]
 
 
-def _run(graph, feeds):
-    from graphir.runtime_check.runner import Runner
-
-    r = Runner(graph)
-    try:
-        return r(feeds)
-    finally:
-        r.close()
-
-
 def compare(want, got, tol) -> Optional[str]:
     atol, rtol = tol
     if len(want) != len(got):
@@ -524,7 +536,7 @@ def check_graph(graph, *, seed: int = 0, only: Optional[str] = None) -> list[Fai
 
     feeds = random_inputs(graph, dim=2, seed=seed)
     try:
-        want = _run(graph, feeds)
+        want = run_graph(graph, feeds)
     except Exception as e:
         return [Failure("original", "tf-error", _one(e))]
     before = print_ir(graph)
@@ -538,7 +550,7 @@ def check_graph(graph, *, seed: int = 0, only: Optional[str] = None) -> list[Fai
         text = print_ir(out)
         if text != before or not check.startswith("pass:"):  # an unchanged graph computes the same
             try:
-                got = _run(out, feeds)
+                got = run_graph(out, feeds)
             except Exception as e:
                 failures.append(Failure(check, "tf-error", _one(e)))
                 continue

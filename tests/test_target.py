@@ -6,13 +6,13 @@ import pytest
 import tensorflow as tf
 
 import graphir
-from conftest import run_cli
+from conftest import run_both, run_cli
 from graphir.compiler import parse_precisions
 from graphir.errors import ConfigError
 from graphir.frontends.tf import from_graph_def
 from graphir.ir.types import bf16
 from graphir.runtime_check import target
-from graphir.runtime_check.runner import Runner, random_inputs
+from graphir.runtime_check.runner import random_inputs
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_explicit_target_forces_bf16(no_bf16_cpu):
     assert _n_bf16(om.ir) > 0 and not om.report["warnings"]
     g = _model()
     feeds = random_inputs(g)
-    a, b = Runner(g)(feeds)[0], Runner(om.ir)(feeds)[0]
+    a, b = (outs[0] for outs in run_both(g, om.ir, feeds=feeds))
     assert b.dtype == np.float32
     np.testing.assert_allclose(b, a, rtol=5e-2, atol=5e-2)
 

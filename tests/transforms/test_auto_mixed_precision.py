@@ -8,9 +8,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import build as shared_build
+from conftest import run_both
 from graphir.errors import ConfigError
 from graphir.ir.types import bf16, f32
-from graphir.runtime_check.runner import Runner, random_inputs
+from graphir.runtime_check.runner import random_inputs
 from graphir.transforms.auto_mixed_precision import (
     R_CUT, AutoMixedPrecision, cut_cost, format_explain, format_precision_stats, min_cut_assignment, node_plan)
 
@@ -168,7 +169,7 @@ def test_numerics_every_precision_class():
     bn = next(n for n in out.nodes() if n.op_type == "FusedBatchNormV3")
     assert bn.attrs["T"] is bf16 and bn.attrs["U"] is f32
     feeds = random_inputs(g)
-    want, got = Runner(g)(feeds), Runner(out)(feeds)
+    want, got = run_both(g, out, feeds=feeds)
     for a, b in zip(want, got):
         assert b.dtype == a.dtype == np.float32
         np.testing.assert_allclose(b, a, rtol=3e-2, atol=3e-2)
@@ -228,7 +229,8 @@ def test_op_without_bf16_kernel_stays_fp32():
     assert bn.attrs["T"] is f32 and out.node("Conv2D").attrs["T"] is bf16
     assert (bn.name, "FusedBatchNorm", "no bf16 kernel in this TF") in out.meta["precision_report"]["precision_explain"]
     feeds = random_inputs(g)
-    np.testing.assert_allclose(Runner(out)(feeds)[0], Runner(g)(feeds)[0], rtol=5e-2, atol=5e-2)
+    want, got = run_both(g, out, feeds=feeds)
+    np.testing.assert_allclose(got[0], want[0], rtol=5e-2, atol=5e-2)
 
 
 def _matmul_chain(x):
@@ -268,5 +270,5 @@ def test_user_forced_bf16_is_not_second_guessed_by_measurement():
     assert rep["bf16_measured_speedup"] is None
     assert out.node("MatMul").attrs["T"] is bf16 and out.node("MatMul_1").attrs["T"] is bf16
     feeds = random_inputs(g)
-    got, want = Runner(out)(feeds)[0], Runner(g)(feeds)[0]
+    want, got = (outs[0] for outs in run_both(g, out, feeds=feeds))
     assert got.dtype == want.dtype and np.linalg.norm(got - want) / np.linalg.norm(want) < 2e-2
