@@ -600,6 +600,15 @@ def _live(graph) -> set:
     return seen
 
 
+def _size(graph) -> tuple:
+    """What shrinking lowers: live computation, then all computation, then control edges, then inputs (a
+    new input costs least: cutting the graph at one is how it shrinks)."""
+    live = _live(graph)
+    ops = [n for n in graph.nodes() if not n.info.source]
+    return (sum(1 for n in ops if n.name in live), len(ops), sum(len(n.control_inputs) for n in graph.nodes()),
+            len(graph))
+
+
 def _strip(graph) -> None:
     live = _live(graph)
     dead = [n for n in graph.nodes() if n.name not in live]
@@ -608,42 +617,47 @@ def _strip(graph) -> None:
 
 
 def _candidates(graph):
-    """Smaller variants of ``graph``, biggest cuts first: (description, function that edits a copy)."""
+    """Smaller variants of ``graph``, biggest cuts first: (description, function that edits a copy).
+
+    Edits leave what they disconnect in place: a failure may need a dead node (a duplicate CSE merges the
+    live one into, say), so dead nodes go by separate candidates, all at once or one by one."""
     from graphir.ir import Port
 
     def drop_output(i):
         def f(g):
             del g.outputs[i]
-            _strip(g)
         return f
 
-    def strip(g):
-        _strip(g)
+    def orphans(g, n):  # drop n and, transitively, what only it used
+        stack = [n]
+        while stack:
+            n = stack.pop()
+            if n.graph is g and not g.is_signature_node(n) and not g.users(n) and not g.control_users(n):
+                stack += [v.node for v in n.inputs] + list(n.control_inputs)
+                g.remove_node(n, forward_control=False)
 
-    def cut(name):  # the node's value becomes a new graph input; what only fed it goes
+    def cut(name):  # the node's value becomes a new graph input
         def f(g):
             n = g.node(name)
             v = n.outputs[0]
             ph = g.add_node("Placeholder", (), {"dtype": v.dtype, "shape": v.shape}, [v.type], name=f"{name}_in")
             g.replace_all_uses_with(v, ph.outputs[0], outputs=True)
             g.inputs.append(Port(ph.name, ph.outputs[0]))
-            if not g.is_signature_node(n):
-                for u in g.control_users(n):
-                    g.remove_control_input(u, n)
-            _strip(g)
+            for u in g.control_users(n):
+                g.remove_control_input(u, n)
+            orphans(g, n)
         return f
 
     def bypass(name, slot):  # readers read the node's input instead
         def f(g):
             n = g.node(name)
             g.replace_all_uses_with(n.outputs[0], n.inputs[slot], outputs=True)
-            _strip(g)
+            orphans(g, n)
         return f
 
     def drop_control(name, src):
         def f(g):
             g.remove_control_input(g.node(name), g.node(src))
-            _strip(g)
         return f
 
     def drop_input(i):
@@ -654,10 +668,23 @@ def _candidates(graph):
                 g.remove_node(n)
         return f
 
+    def remove(name):  # a dead node and the (dead) nodes it feeds, loop back edges included
+        def f(g):
+            doomed, stack = {}, [g.node(name)]
+            while stack:
+                n = stack.pop()
+                if n.name not in doomed:
+                    doomed[n.name] = n
+                    stack.extend(g.users(n) + g.control_users(n))
+            g.remove_nodes(list(doomed.values()))
+        return f
+
     out = [(f"drop output {p.name}", drop_output(i)) for i, p in enumerate(graph.outputs) if len(graph.outputs) > 1]
-    if len(_live(graph)) < len(graph):
-        out.append(("strip dead nodes", strip))
-    order = [n for n in graph.topo_order()]
+    live = _live(graph)
+    order = graph.topo_order()
+    if len(live) < len(graph):
+        out.append(("strip dead nodes", _strip))
+        out += [(f"remove dead {n.name} and what it feeds", remove(n.name)) for n in order if n.name not in live]
     # Inside a TF1 cond branch a new input would be live where the branch was dead: a Merge would then see
     # two live inputs and pick either. Branches are not cut.
     in_branch: set = set()
@@ -697,25 +724,35 @@ def minimize(graph, failure: Failure, *, seed: int = 0, log=None):
         return any(f.kind == failure.kind and f.check == failure.check
                    for f in check_graph(g, seed=seed, only=None if failure.check == "original" else failure.check))
 
+    # A candidate that did not keep the failure is not tried again until a sweep finds nothing else:
+    # re-trying every one after each success would make shrinking quadratic in the graph size.
+    failed: set = set()
+    fresh = True  # no success since ``failed`` was last cleared
     trials = 0
-    progress = True
-    while progress and trials < MAX_REDUCTION_TRIALS:
-        progress = False
+    while trials < MAX_REDUCTION_TRIALS:
         for what, edit in _candidates(graph):
+            if what in failed:
+                continue
             trials += 1
             g = graph.copy()
             try:
                 edit(g)
+                ok = _size(g) < _size(graph) and fails(g)
             except Exception:
-                continue
-            if fails(g):
+                ok = False
+            if ok:
                 if log:
                     log(f"  {what}: {len(g)} nodes")
-                graph = g
-                progress = True
+                graph, fresh = g, False
                 break
+            failed.add(what)
             if trials >= MAX_REDUCTION_TRIALS:
                 break
+        else:
+            if fresh:
+                break
+            failed.clear()
+            fresh = True
     return graph
 
 
