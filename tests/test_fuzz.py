@@ -92,3 +92,19 @@ def test_a_wrong_pass_is_caught_and_shrunk(broken_passes):
     small = minimize(g, failures[0], seed=5)
     assert len(small) <= 2 < len(g), small.text()  # the input and the output: the bug needs nothing else
     assert check_graph(g, seed=5, only="pass:test-grows")[0].kind == "not-idempotent"
+
+
+def test_compare_rules():
+    from fuzz_graphs import FP32_TOL, compare
+
+    a = np.array([1.0, np.nan, np.inf, -np.inf, 200.0], np.float32)
+    assert compare([a], [a.copy()], FP32_TOL) is None            # NaN and inf in the same places are equal
+    for i, v in [(1, 0.0), (3, np.inf), (4, 200.01)]:
+        b = a.copy()
+        b[i] = v
+        assert f"flat index {i}" in compare([a], [b], FP32_TOL)
+    b = a.copy()
+    b[4] = 200.001                                                  # within 1e-5 of the output's scale
+    assert compare([a], [b], FP32_TOL) is None
+    assert "float64" in compare([a], [a.astype(np.float64)], FP32_TOL)
+    assert "outputs" in compare([a], [a, a], FP32_TOL)

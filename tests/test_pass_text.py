@@ -33,8 +33,8 @@ from conftest import parse_ir, print_ir, run_both, run_pipeline
 HERE = os.path.dirname(os.path.abspath(__file__))
 PASS_DIR = os.path.join(HERE, "passes")
 SEPARATOR = "// -----"
-_DIRECTIVE = re.compile(r"^\s*//\s*(RUN|CHECK|CHECK-NEXT|CHECK-SAME|CHECK-NOT|CHECK-UNCHANGED|TOLERANCE|XFAIL|FAILS-WITH)"
-                        r"(?::\s?(.*?))?\s*$")
+_DIRECTIVE = re.compile(r"^\s*//\s*(RUN|CHECK|CHECK-NEXT|CHECK-SAME|CHECK-NOT|CHECK-UNCHANGED|TOLERANCE|XFAIL"
+                        r"|FAILS-WITH)(?::\s?(.*?))?\s*$")
 
 
 @dataclass
