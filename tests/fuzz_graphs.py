@@ -305,7 +305,12 @@ class _Gen:
             f = lambda a: tf.slice(a, begin, size)  # noqa: E731
             return self.add(f(x), f, [x])
         if kind == "pad":
-            pads = [[int(self.rng.integers(0, 2)), int(self.rng.integers(0, 2))] for _ in shape]
+            # Not the batch or channel dims of a 4-d tensor: TF's own remapper folds a Pad into the Conv2D
+            # after it and then runs it with the unpadded depth ("input depth must be evenly divisible
+            # by filter depth: 2 vs 3"), so the original graph would not run.
+            inner = range(1, rank - 1) if rank == 4 else range(rank)
+            pads = [[int(self.rng.integers(0, 2)), int(self.rng.integers(0, 2))] if i in inner else [0, 0]
+                    for i in range(rank)]
             f = lambda a: tf.pad(a, pads)  # noqa: E731
             return self.add(f(x), f, [x])
         mult = [int(self.rng.integers(1, 3)) if d <= 4 else 1 for d in shape]
