@@ -13,7 +13,7 @@ VENV_INC ?= .venv-inc
 # OpenVINO, another rival there, reads the frozen .pb itself and needs no TF: its own venv keeps its pins apart.
 VENV_OV ?= .venv-ov
 
-.PHONY: all demo test test-fast bench bench-compile bench-bf16 clean
+.PHONY: all demo test test-fast bench bench-compile bench-bf16 fuzz clean
 
 all: test
 
@@ -51,6 +51,12 @@ bench-compile: $(VENV)/.installed
 
 bench-bf16: $(VENV)/.installed $(VENV_INC)/.installed $(VENV_OV)/.installed
 	$(PY) benchmarks/bf16_latency.py --runs 11
+
+# The random-graph fuzzer over many seeds (make test runs a fixed few): make fuzz N=2000 [START=0]
+N ?= 2000
+START ?= 0
+fuzz: $(VENV)/.installed
+	$(PY) benchmarks/fuzz.py --seeds $(N) --start $(START)
 
 clean:
 	rm -rf out build dist graphir_workspace nc_workspace *.egg-info .pytest_cache .graphir-cache

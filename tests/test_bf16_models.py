@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 import graphir
+from conftest import run_both
 from graphir.dialects.tf_onednn import KERNELS
 from graphir.frontends.tf import from_graph_def
 from graphir.ir.types import bf16
-from graphir.runtime_check.runner import Runner, random_inputs
+from graphir.runtime_check.runner import random_inputs
 from graphir.transforms.auto_mixed_precision import format_explain, format_precision_stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,8 +45,7 @@ def test_digits_cost_model_keeps_fp32_and_forced_bf16_keeps_accuracy(digits_gd):
     check_boundaries(g, forced.ir)
     data = np.load(os.path.join(ROOT, "examples", "digits", "digits_test.npz"))
     x, y = data["x"], data["y"]
-    p32 = Runner(g)({g.inputs[0].name: x})[0]
-    p16 = Runner(forced.ir)({g.inputs[0].name: x})[0]
+    p32, p16 = (outs[0] for outs in run_both(g, forced.ir, feeds={g.inputs[0].name: x}))
     assert p16.dtype == np.float32
     top32, top16 = p32.argmax(1), p16.argmax(1)
     assert (top32 == top16).mean() >= 0.99
@@ -61,7 +61,7 @@ def test_transformer_bf16_numerics(transformer_gd):
     check_boundaries(g, om.ir)
     assert sum(1 for n in om.ir.nodes() if n.op_type == "Cast") <= 2
     feeds = random_inputs(g, dim=2)
-    a, b = Runner(g)(feeds)[0], Runner(om.ir)(feeds)[0]
+    a, b = (outs[0] for outs in run_both(g, om.ir, feeds=feeds))
     assert b.dtype == a.dtype == np.float32
     np.testing.assert_allclose(b, a, atol=0.15, rtol=0.05)
     assert np.abs(b - a).mean() < 0.02
@@ -78,10 +78,14 @@ def test_resnet50_all_convs_bf16_two_casts(resnet50_gd):
     assert st["weight_bytes_after"] * 2 == pytest.approx(st["weight_bytes_before"], rel=0.01)
     check_boundaries(g, om.ir)
     feeds = random_inputs(g, dim=2)
-    a, b = Runner(g)(feeds)[0], Runner(om.ir)(feeds)[0]
+    a, b = (outs[0] for outs in run_both(g, om.ir, feeds=feeds))
     assert b.dtype == np.float32
-    assert (a.argmax(1) == b.argmax(1)).all() or np.abs(a - b).max() < 0.02
-    np.testing.assert_allclose(b.sum(1), 1.0, rtol=1e-2)
+    # weights=None gives a nearly flat softmax (logits spread ~0.1), where top-1 flips on ties and any
+    # softmax sums to 1; compare the logits it implies instead (log-probs up to a per-row constant). bf16
+    # is off by ~4% of the spread here; another input moves them by ~12%, a broken graph by far more.
+    la, lb = (np.log(p.astype(np.float64)) for p in (a, b))
+    la, lb = la - la.mean(1, keepdims=True), lb - lb.mean(1, keepdims=True)
+    assert np.abs(la - lb).max() < 0.1 * la.std()
 
 
 def test_bf16_alone_converts_even_where_the_cost_model_would_not(digits_gd):
@@ -91,7 +95,8 @@ def test_bf16_alone_converts_even_where_the_cost_model_would_not(digits_gd):
     assert {"Conv2D", "MatMul"} <= bf16_ops(om.ir)
     check_boundaries(g, om.ir)
     data = np.load(os.path.join(ROOT, "examples", "digits", "digits_test.npz"))
-    agree = np.mean(Runner(om.ir)({"input": data["x"]})[0].argmax(-1) == Runner(g)({"input": data["x"]})[0].argmax(-1))
+    p32, p16 = (outs[0] for outs in run_both(g, om.ir, feeds={"input": data["x"]}))
+    agree = np.mean(p16.argmax(-1) == p32.argmax(-1))
     assert agree >= 0.99
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from graphir.ir import CTRL, Graph, IRError, Port, Shape, Tensor, TensorType, VerificationError, op_info
+from graphir.ir import Graph, IRError, Port, Shape, Tensor, TensorType, VerificationError, op_info
 from graphir.ir.types import DType, f32, i32
 
 
@@ -163,4 +163,3 @@ def test_dtypes_cover_the_required_set():
         assert DType.get(name).name == name
     assert DType.from_numpy(np.float32) is f32
     assert Shape.parse("?x3").dims == (None, 3) and Shape.parse("*").dims is None and Shape.parse("").rank == 0
-    assert CTRL == "^"

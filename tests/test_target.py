@@ -1,21 +1,18 @@
 """Target detection and resolution, and the bf16/fp32 fallback through graphir.compile."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import graphir
+from conftest import run_both, run_cli
 from graphir.compiler import parse_precisions
 from graphir.errors import ConfigError
 from graphir.frontends.tf import from_graph_def
 from graphir.ir.types import bf16
 from graphir.runtime_check import target
-from graphir.runtime_check.runner import Runner, random_inputs
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from graphir.runtime_check.runner import random_inputs
 
 
 @pytest.fixture
@@ -106,7 +103,7 @@ def test_explicit_target_forces_bf16(no_bf16_cpu):
     assert _n_bf16(om.ir) > 0 and not om.report["warnings"]
     g = _model()
     feeds = random_inputs(g)
-    a, b = Runner(g)(feeds)[0], Runner(om.ir)(feeds)[0]
+    a, b = (outs[0] for outs in run_both(g, om.ir, feeds=feeds))
     assert b.dtype == np.float32
     np.testing.assert_allclose(b, a, rtol=5e-2, atol=5e-2)
 
@@ -126,10 +123,8 @@ def test_cli_bad_input_exit_2(tmp_path, args, msg):
     from graphir.backends.tf import to_graph_def
 
     model.write_bytes(to_graph_def(_model()).SerializeToString())
-    env = dict(os.environ, GRAPHIR_CPU_FLAGS="avx512_bf16", PYTHONPATH=ROOT)
-    cmd = [sys.executable, "-m", "graphir", "compile", str(model), "-o", str(tmp_path / "out.pb"),
-           "--precisions", "bf16,fp32"] + args
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    r = run_cli("compile", model, "-o", tmp_path / "out.pb", "--precisions", "bf16,fp32", *args,
+                env=dict(os.environ, GRAPHIR_CPU_FLAGS="avx512_bf16"), timeout=300)
     assert r.returncode == 2, r.stderr[-2000:]
     last = [l for l in r.stderr.splitlines() if l.startswith("graphir: error:")]
     assert last and msg in last[-1]

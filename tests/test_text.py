@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import graphir
+from conftest import run_graph
 from graphir.ir.parser import ParseError as ModelLoadError  # the parser raises ParseError; loaders wrap it
 from graphir.ir import FuncRef, Graph, Placeholder, Port, Shape, Tensor, TensorType
 from graphir.ir.parser import parse, parse_file
@@ -292,12 +293,6 @@ def _small_tf_graph(relu6=False):
     return g.as_graph_def()
 
 
-def _run(graph_or_gd, feeds):
-    from graphir.runtime_check.runner import Runner
-
-    return Runner(graph_or_gd)(feeds)
-
-
 def test_text_to_graph_def_runs_bitwise_equal():
     pytest.importorskip("tensorflow")
     from graphir.backends.tf import to_graph_def
@@ -311,7 +306,7 @@ def test_text_to_graph_def_runs_bitwise_equal():
     gd2 = to_graph_def(ir2)
     assert sorted(n.name for n in gd2.node) == sorted(n.name for n in gd.node)
     feeds = {"x": np.random.default_rng(1).standard_normal((5, 6)).astype(np.float32)}
-    want, got = _run(gd, feeds), _run(gd2, feeds)
+    want, got = run_graph(gd, feeds), run_graph(gd2, feeds)
     assert len(want) == len(got) == 1
     assert want[0].tobytes() == got[0].tobytes()
 
@@ -324,9 +319,9 @@ def test_hand_edited_dump_computes_the_edit():
     assert text.count("tf.Relu(") == 1
     edited = parse(text.replace("tf.Relu(", "tf.Relu6("))
     feeds = {"x": np.random.default_rng(2).standard_normal((7, 6)).astype(np.float32) * 3}
-    got = _run(edited, feeds)[0]
-    want = _run(_small_tf_graph(relu6=True), feeds)[0]
-    relu = _run(_small_tf_graph(relu6=False), feeds)[0]
+    got = run_graph(edited, feeds)[0]
+    want = run_graph(_small_tf_graph(relu6=True), feeds)[0]
+    relu = run_graph(_small_tf_graph(relu6=False), feeds)[0]
     assert got.tobytes() == want.tobytes()
     assert relu.max() > 6 and not np.array_equal(got, relu)  # the edit really changed the result
 

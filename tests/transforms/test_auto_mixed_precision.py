@@ -8,11 +8,11 @@ import pytest
 import tensorflow as tf
 
 import graphir
-
+from conftest import build as shared_build
+from conftest import run_both
 from graphir.errors import ConfigError
-from graphir.frontends.tf import from_graph_def
 from graphir.ir.types import bf16, f32
-from graphir.runtime_check.runner import Runner, random_inputs
+from graphir.runtime_check.runner import random_inputs
 from graphir.transforms.auto_mixed_precision import (
     R_CUT, AutoMixedPrecision, cut_cost, format_explain, format_precision_stats, min_cut_assignment, node_plan)
 
@@ -20,15 +20,7 @@ raw = tf.raw_ops
 
 
 def build(fn, shapes):
-    """IR of ``fn(*placeholders)`` built as a TF1 graph; outputs are Identity nodes out0, out1, ..."""
-    g = tf.Graph()
-    with g.as_default():
-        xs = [tf.compat.v1.placeholder(tf.float32, s, name=f"x{i}") for i, s in enumerate(shapes)]
-        outs = fn(*xs)
-        for i, o in enumerate(outs):
-            tf.identity(o, name=f"out{i}")
-    return from_graph_def(g.as_graph_def(), inputs=[f"x{i}" for i in range(len(shapes))],
-                          outputs=[f"out{i}" for i in range(len(outs))])
+    return shared_build(fn, shapes, prune=True)
 
 
 def w(*shape, seed=0):
@@ -186,7 +178,7 @@ def test_numerics_every_precision_class():
     bn = next(n for n in out.nodes() if n.op_type == "FusedBatchNormV3")
     assert bn.attrs["T"] is bf16 and bn.attrs["U"] is f32
     feeds = random_inputs(g)
-    want, got = Runner(g)(feeds), Runner(out)(feeds)
+    want, got = run_both(g, out, feeds=feeds)
     for a, b in zip(want, got):
         assert b.dtype == a.dtype == np.float32
         np.testing.assert_allclose(b, a, rtol=3e-2, atol=3e-2)
@@ -245,7 +237,8 @@ def test_op_without_bf16_kernel_stays_fp32():
     assert bn.attrs["T"] is f32 and out.node("Conv2D").attrs["T"] is bf16
     assert (bn.name, "FusedBatchNorm", "no bf16 kernel in this TF") in out.meta["precision_report"]["precision_explain"]
     feeds = random_inputs(g)
-    np.testing.assert_allclose(Runner(out)(feeds)[0], Runner(g)(feeds)[0], rtol=5e-2, atol=5e-2)
+    want, got = run_both(g, out, feeds=feeds)
+    np.testing.assert_allclose(got[0], want[0], rtol=5e-2, atol=5e-2)
 
 
 def _matmul_chain(x):
@@ -324,7 +317,7 @@ def test_user_forced_bf16_is_not_second_guessed_by_measurement(stub_timer, monke
     assert om.report.get("bf16_measured_speedup") is None
     assert all(om.ir.node(n).attrs["T"] is bf16 for n in ("MatMul", "MatMul_1") if n in om.ir)
     feeds = random_inputs(g)
-    got, want = Runner(om.ir)(feeds)[0], Runner(g)(feeds)[0]
+    want, got = (outs[0] for outs in run_both(g, om.ir, feeds=feeds))
     assert got.dtype == want.dtype and np.linalg.norm(got - want) / np.linalg.norm(want) < 2e-2
 
 

@@ -2,29 +2,21 @@
 import numpy as np
 import tensorflow as tf
 
-from graphir.frontends.tf import from_graph_def
+from conftest import build as shared_build
+from conftest import run_both
 from graphir.ir.types import bf16, f32
-from graphir.runtime_check.runner import Runner, random_inputs
 from graphir.transforms.cast_cleanup import CastCleanup
 
 
-def build(fn, shape=(2, 8)):
-    g = tf.Graph()
-    with g.as_default():
-        x = tf.compat.v1.placeholder(tf.float32, shape, name="x")
-        for i, o in enumerate(fn(x)):
-            tf.identity(o, name=f"out{i}")
-    gd = g.as_graph_def()
-    n_out = sum(1 for n in gd.node if n.name.startswith("out"))
-    return from_graph_def(gd, inputs=["x"], outputs=[f"out{i}" for i in range(n_out)])
+def build(fn):
+    return shared_build(fn, [(2, 8)], prune=True)
 
 
 def cleaned(g):
     h = g.copy()
     res = CastCleanup().run(h)
     h.verify()
-    feeds = random_inputs(g)
-    for a, b in zip(Runner(g)(feeds), Runner(h)(feeds)):
+    for a, b in zip(*run_both(g, h, dim=4)):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)  # clean-up never changes a single bit
     return h, res

@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from fp32_passutil import apply, assert_same_outputs, build, ops
+from conftest import apply, assert_same_outputs, build, ops
 from graphir.transforms.cse import CSE
 
 

@@ -1,7 +1,7 @@
 """dce: unused pure nodes go; side-effecting nodes stay; control edges from pure constants are dropped."""
 import tensorflow as tf
 
-from fp32_passutil import apply, assert_same_outputs, build, ops
+from conftest import apply, assert_same_outputs, build, ops
 from graphir.transforms.dce import DCE
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fp32_passutil import apply, assert_same_outputs, build, const, lines_with, ops
+from conftest import apply, assert_same_outputs, build, const, lines_with, ops
 from graphir.transforms.fold_batch_norms import FoldBatchNorms
 
 raw = tf.raw_ops

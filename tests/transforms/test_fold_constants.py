@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from fp32_passutil import apply, assert_same_outputs, build, lines_with, ops
+from conftest import apply, assert_same_outputs, build, lines_with, ops
 from graphir.transforms.fold_constants import FoldConstants
 
 

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 import graphir
+from conftest import run_both
 from graphir.frontends.tf import from_graph_def
-from graphir.runtime_check.runner import Runner, random_inputs
+from graphir.runtime_check.runner import random_inputs
 
 CONV_LIKE = {"Conv2D", "DepthwiseConv2dNative", "MatMul", "_FusedConv2D", "_FusedDepthwiseConv2dNative",
              "_FusedMatMul"}
@@ -29,7 +30,7 @@ def _check_model(gd, max_nodes):
     g2 = from_graph_def(gd, outputs=[softmax.inputs[0].name, g.outputs[0].value.name])
     m2 = graphir.compile(g2)
     feeds = random_inputs(g2, dim=2, seed=1)
-    for a, b in zip(Runner(g2)(feeds), Runner(m2.ir)(feeds)):
+    for a, b in zip(*run_both(g2, m2.ir, feeds=feeds)):
         rel = np.abs(a - b).max() / np.abs(a).max()
         assert rel <= 1e-5, rel
     return len(g), len(ir)
@@ -58,5 +59,5 @@ def test_corpus_compiles_and_matches(model_gd):
     for name, dt in ((p.name, p.value.dtype) for p in g.inputs):
         if dt.name.startswith("i"):
             feeds[name] = np.full_like(feeds[name], 3)   # loop counts and the like: keep them small
-    for a, b in zip(Runner(g)(feeds), Runner(m.ir)(feeds)):
+    for a, b in zip(*run_both(g, m.ir, feeds=feeds)):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)

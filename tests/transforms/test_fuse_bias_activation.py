@@ -1,7 +1,7 @@
 """fuse-bias-activation: conv/matmul + BiasAdd (+ residual Add) + activation -> TF's fused CPU ops."""
 import tensorflow as tf
 
-from fp32_passutil import apply, assert_same_outputs, build, const, lines_with, ops
+from conftest import apply, assert_same_outputs, build, const, lines_with, ops
 from graphir.transforms.fuse_bias_activation import FuseBiasActivation, onednn_enabled
 
 

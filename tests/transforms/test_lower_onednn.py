@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fp32_passutil import apply, build, lines_with, ops
+from conftest import apply, build, lines_with, ops
 from graphir.dialects import tf_onednn as K
 from graphir.errors import ConfigError
 from graphir.runtime_check.runner import Runner, random_inputs

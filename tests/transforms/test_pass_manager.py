@@ -1,8 +1,6 @@
 """Pass manager: pipeline parsing and errors, verification naming the pass, printing, dumps, stats."""
 import io
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,13 +8,11 @@ import pytest
 import tensorflow as tf
 
 import graphir
-from fp32_passutil import assert_same_outputs, build, ops
+from conftest import assert_same_outputs, build, ops, run_cli
 from graphir.errors import ConfigError, InternalError
 from graphir.transforms.base import PASSES, Pass, PassResult, register_pass
 from graphir.transforms.pass_manager import (
     FP32_PIPELINE, PassManager, default_pipeline, known_passes, parse_pipeline, stats_table)
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclass(frozen=True)
@@ -93,7 +89,7 @@ def test_records_print_dump_and_stats(tmp_path):
     recs = pm.run(work)
     assert [r.name for r in recs] == ["remove-training-nodes", "fold-constants", "cse", "dce"]
     assert recs[0].nodes_before == len(g) and recs[-1].nodes_after == len(work)
-    assert recs[0].result.counts["identities_removed"] == 2 and recs[0].seconds >= 0
+    assert recs[0].result.counts["identities_removed"] == 2
     printed = out.getvalue()
     assert printed.count("// -----// IR after") == 1 and "IR after cse" in printed
     assert "graph @main {" in printed
@@ -134,9 +130,7 @@ def test_default_pipeline_and_compile_end_to_end():
 def test_cli_bad_pipeline_exit_code_2(tmp_path):
     pb = tmp_path / "m.pb"
     _graph().save(str(pb))
-    p = subprocess.run([sys.executable, "-m", "graphir", "compile", str(pb), "-o", str(tmp_path / "o.pb"),
-                        "--passes", "cse,bogus"], capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": ROOT})
+    p = run_cli("compile", pb, "-o", tmp_path / "o.pb", "--passes", "cse,bogus")
     assert p.returncode == 2, p.stderr
     (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("graphir: error:")]
     assert "unknown pass 'bogus'" in line and "known passes: " in line and "fold-constants" in line

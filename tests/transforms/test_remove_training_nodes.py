@@ -1,7 +1,7 @@
 """remove-training-nodes: identity-like and debug ops go; outputs and user-kept nodes stay."""
 import tensorflow as tf
 
-from fp32_passutil import apply, assert_same_outputs, build, ops
+from conftest import apply, assert_same_outputs, build, ops
 from graphir.transforms.remove_training_nodes import RemoveTrainingNodes
 
 raw = tf.raw_ops
@@ -72,7 +72,7 @@ def test_identity_n_from_custom_gradient_is_bypassed():
     IdentityN forwards, and leaving it blocks fusion and keeps the swish fp32 between casts."""
     import tensorflow as tf
 
-    from fp32_passutil import apply, assert_same_outputs, build, ops
+    from conftest import apply, assert_same_outputs, build, ops
     from graphir.transforms.remove_training_nodes import RemoveTrainingNodes
 
     def fn(x):

@@ -1,7 +1,7 @@
 """simplify-arithmetic: identities, shape no-ops, transpose/reshape pairs, constant chains."""
 import tensorflow as tf
 
-from fp32_passutil import apply, assert_same_outputs, build, lines_with, ops
+from conftest import apply, assert_same_outputs, build, lines_with, ops
 from graphir.transforms.simplify_arithmetic import RULES, SimplifyArithmetic
 
 raw = tf.raw_ops

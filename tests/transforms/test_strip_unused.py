@@ -1,7 +1,7 @@
 """strip-unused: only ancestors of the outputs (and the inputs) survive."""
 import tensorflow as tf
 
-from fp32_passutil import apply, assert_same_outputs, ops
+from conftest import apply, assert_same_outputs, ops
 from graphir.frontends.tf import from_graph_def
 from graphir.transforms.strip_unused import StripUnused
 
