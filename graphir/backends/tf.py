@@ -142,6 +142,17 @@ def set_attr(av, v, op_type: str | None, where: str) -> None:
     _set_scalar(av, kind, v, where, False)
 
 
+def _live_colocation(graph: Graph, hints):
+    """Colocation hints (``loc:@node``) that still name a node of ``graph``. Passes remove nodes other nodes'
+    hints refer to (TF's cond puts one on every Switch), and TF's importer rejects a hint to a missing node."""
+    out = []
+    for h in hints if isinstance(hints, list) else [hints]:
+        text = h.decode("utf-8", "replace") if isinstance(h, bytes) else str(h)
+        if not text.startswith("loc:@") or text[5:] in graph:
+            out.append(h)
+    return out
+
+
 def to_graph_def(graph: Graph):
     """The GraphDef of ``graph``: nodes in insertion order, versions and function library restored."""
     from tensorflow.core.framework import function_pb2, graph_pb2
@@ -160,6 +171,10 @@ def to_graph_def(graph: Graph):
                 getattr(nd, field).ParseFromString(data)
         types = _attr_types(node.op_type)
         for k, v in node.attrs.items():
+            if k == "_class":
+                v = _live_colocation(graph, v)
+                if not v:
+                    continue
             set_attr(nd.attr[k], v, types.get(k), node.name if k == "value" else f"{node.name}.{k}")
     ver = graph.attrs.get("tf.versions")
     if ver is not None:

@@ -87,6 +87,8 @@ class PruneSwitchMerge(Pass):
         before = len(graph)
         graph.replace_all_uses_with(live, sw.inputs[0], outputs=True)
         for m, (i, v) in plan:
+            if v is live:  # the live branch passes the Switch's input straight to the Merge
+                v = sw.inputs[0]
             if graph.has_uses(m.outputs[1]):
                 idx = add_const(graph, np.int32(i), f"{m.name}/value_index", like=m)
                 graph.replace_all_uses_with(m.outputs[1], idx, outputs=True)
