@@ -4,28 +4,11 @@ passes emit accept beyond their OpDefs.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Optional, Sequence
 
 from ..ir.types import DType
 from .tf_opdefs import _op_def, dtype_to_tf
-
-
-@lru_cache(maxsize=None)
-def _cpu_kernel_types(op_type: str) -> Optional[frozenset]:
-    """The dtype enums ``op_type``'s CPU kernels are registered for (None: no CPU kernel at all; an empty
-    set: a kernel with no type constraint)."""
-    from tensorflow.python.framework import kernels
-
-    types: Optional[set] = None
-    for k in kernels.get_registered_kernels_for_op(op_type).kernel:
-        if k.device_type != "CPU":
-            continue
-        types = types if types is not None else set()
-        for c in k.constraint:
-            if c.name == "T":
-                types.update(c.allowed_values.list.type)
-    return None if types is None else frozenset(types)
+from .tf_precision import cpu_kernels
 
 
 def has_cpu_kernel(op_type: str, dtype: Optional[DType] = None) -> bool:
@@ -33,10 +16,11 @@ def has_cpu_kernel(op_type: str, dtype: Optional[DType] = None) -> bool:
     given, in its ``T`` attr)."""
     if _op_def(op_type) is None:
         return False
-    types = _cpu_kernel_types(op_type)
-    if types is None:
-        return False
-    return dtype is None or not types or dtype_to_tf(dtype) in types
+    kernels = cpu_kernels(op_type)
+    if dtype is None:
+        return bool(kernels)
+    enum = dtype_to_tf(dtype)
+    return any("T" not in k or enum in k["T"] for k in kernels)
 
 
 def runs_without_xla(op_type: str, dtype: Optional[DType] = None) -> bool:
@@ -51,3 +35,20 @@ def depthwise_kernel_accepts(strides: Sequence[int], dilations: Sequence[int], o
     if onednn:
         return True
     return strides[1] == strides[2] and all(d == 1 for d in dilations)
+
+
+# _MklLayerNorm(x, scale, offset; epsilon) = (x - mean) / sqrt(var + epsilon) * scale + offset, moments
+# over the last axis of a rank 2 or 3 ``x`` (TF's remapper emits it for Keras 2's fused LayerNormalization).
+MKL_LAYER_NORM = "_MklLayerNorm"
+MKL_LAYER_NORM_RANKS = (2, 3)
+
+
+def mkl_layer_norm_available(dtype: DType) -> bool:
+    """True if the installed TF defines ``_MklLayerNorm`` with the inputs and attr above and registers a
+    CPU kernel for ``dtype``."""
+    od = _op_def(MKL_LAYER_NORM)
+    if od is None:
+        return False
+    if [a.name for a in od.input_arg] != ["x", "scale", "offset"] or "epsilon" not in {a.name for a in od.attr}:
+        return False
+    return has_cpu_kernel(MKL_LAYER_NORM, dtype)

@@ -10,7 +10,7 @@ PASS_MODULES = [
     "strip_unused", "remove_training_nodes", "prune_switch_merge", "fold_constants", "cse",
     "fold_batch_norms", "simplify_arithmetic", "dce", "fuse_bias_activation",
     "auto_mixed_precision", "cast_cleanup", "inline_grouped_conv",
-    "canonicalize_gelu", "dense_to_matmul",
+    "canonicalize_gelu", "dense_to_matmul", "canonicalize_layer_norm",
 ]
 _loaded: set[str] = set()
 
