@@ -18,7 +18,7 @@ def keras_gelu_model():
     a = layers.Dense(16, activation="gelu", name="ff_exact")(x)
     b = layers.Dense(16, name="ff_approx")(x)
     b = layers.Activation(lambda t: keras.activations.gelu(t, approximate=True), name="gelu_tanh")(b)
-    return keras.Model(inp, layers.Add()([a, b]))
+    return keras.Model(inp, layers.Add()([a, b]), name="net")
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +47,20 @@ def test_keras3_forms(keras_graph):
     assert not res2.changed and again.text() == out.text()
     assert_same_outputs(g, out, **TOL)
     filecheck(out.text(), """
-        CHECK: %functional_1/ff_exact_1/Gelu/mul_2/canonical/scaled = tf.Mul(%functional_1/ff_exact_1/BiasAdd, %functional_1/ff_exact_1/Gelu/mul_2/canonical/sqrt_half)
-        CHECK: %functional_1/ff_exact_1/Gelu/mul_2/canonical/erf = tf.Erf(%functional_1/ff_exact_1/Gelu/mul_2/canonical/scaled)
-        CHECK: %functional_1/ff_exact_1/Gelu/mul_2/canonical/one_plus = tf.AddV2(%functional_1/ff_exact_1/Gelu/mul_2/canonical/erf, %functional_1/ff_exact_1/Gelu/mul_2/canonical/one)
-        CHECK: %functional_1/ff_exact_1/Gelu/mul_2/canonical/times_half = tf.Mul(%functional_1/ff_exact_1/Gelu/mul_2/canonical/one_plus, %functional_1/ff_exact_1/Gelu/mul_2/canonical/half)
-        CHECK: %functional_1/ff_exact_1/Gelu/mul_2 = tf.Mul(%functional_1/ff_exact_1/Gelu/mul_2/canonical/times_half, %functional_1/ff_exact_1/BiasAdd)
-        CHECK: %functional_1/gelu_tanh_1/Gelu/mul_3/canonical/cubic_x = tf.Mul(%functional_1/gelu_tanh_1/Gelu/mul_3/canonical/cubic, %functional_1/ff_approx_1/BiasAdd)
-        CHECK: %functional_1/gelu_tanh_1/Gelu/mul_3/canonical/square = tf.Square(%functional_1/ff_approx_1/BiasAdd)
-        CHECK: /canonical/cubic_term = tf.Mul(%functional_1/gelu_tanh_1/Gelu/mul_3/canonical/cubic_x, %functional_1/gelu_tanh_1/Gelu/mul_3/canonical/square)
-        CHECK: /canonical/inner = tf.AddV2(%functional_1/ff_approx_1/BiasAdd, %functional_1/gelu_tanh_1/Gelu/mul_3/canonical/cubic_term)
-        CHECK: /canonical/scaled = tf.Mul(%functional_1/gelu_tanh_1/Gelu/mul_3/canonical/inner,
+        CHECK: %net_1/ff_exact_1/Gelu/mul_2/canonical/scaled = tf.Mul(%net_1/ff_exact_1/BiasAdd, %net_1/ff_exact_1/Gelu/mul_2/canonical/sqrt_half)
+        CHECK: %net_1/ff_exact_1/Gelu/mul_2/canonical/erf = tf.Erf(%net_1/ff_exact_1/Gelu/mul_2/canonical/scaled)
+        CHECK: %net_1/ff_exact_1/Gelu/mul_2/canonical/one_plus = tf.AddV2(%net_1/ff_exact_1/Gelu/mul_2/canonical/erf, %net_1/ff_exact_1/Gelu/mul_2/canonical/one)
+        CHECK: %net_1/ff_exact_1/Gelu/mul_2/canonical/times_half = tf.Mul(%net_1/ff_exact_1/Gelu/mul_2/canonical/one_plus, %net_1/ff_exact_1/Gelu/mul_2/canonical/half)
+        CHECK: %net_1/ff_exact_1/Gelu/mul_2 = tf.Mul(%net_1/ff_exact_1/Gelu/mul_2/canonical/times_half, %net_1/ff_exact_1/BiasAdd)
+        CHECK: %net_1/gelu_tanh_1/Gelu/mul_3/canonical/cubic_x = tf.Mul(%net_1/gelu_tanh_1/Gelu/mul_3/canonical/cubic, %net_1/ff_approx_1/BiasAdd)
+        CHECK: %net_1/gelu_tanh_1/Gelu/mul_3/canonical/square = tf.Square(%net_1/ff_approx_1/BiasAdd)
+        CHECK: /canonical/cubic_term = tf.Mul(%net_1/gelu_tanh_1/Gelu/mul_3/canonical/cubic_x, %net_1/gelu_tanh_1/Gelu/mul_3/canonical/square)
+        CHECK: /canonical/inner = tf.AddV2(%net_1/ff_approx_1/BiasAdd, %net_1/gelu_tanh_1/Gelu/mul_3/canonical/cubic_term)
+        CHECK: /canonical/scaled = tf.Mul(%net_1/gelu_tanh_1/Gelu/mul_3/canonical/inner,
         CHECK: /canonical/tanh = tf.Tanh(
-        CHECK: /canonical/one_plus = tf.AddV2(%functional_1/gelu_tanh_1/Gelu/mul_3/canonical/tanh,
-        CHECK: /canonical/times_half = tf.Mul(%functional_1/gelu_tanh_1/Gelu/mul_3/canonical/one_plus, %functional_1/gelu_tanh_1/Gelu/mul_3/canonical/half)
-        CHECK: %functional_1/gelu_tanh_1/Gelu/mul_3 = tf.Mul(%functional_1/gelu_tanh_1/Gelu/mul_3/canonical/times_half, %functional_1/ff_approx_1/BiasAdd)
+        CHECK: /canonical/one_plus = tf.AddV2(%net_1/gelu_tanh_1/Gelu/mul_3/canonical/tanh,
+        CHECK: /canonical/times_half = tf.Mul(%net_1/gelu_tanh_1/Gelu/mul_3/canonical/one_plus, %net_1/gelu_tanh_1/Gelu/mul_3/canonical/half)
+        CHECK: %net_1/gelu_tanh_1/Gelu/mul_3 = tf.Mul(%net_1/gelu_tanh_1/Gelu/mul_3/canonical/times_half, %net_1/ff_approx_1/BiasAdd)
     """)
     consts = {ln.split(" = ")[0].rsplit("/", 1)[1]: ln for ln in out.text().splitlines()
               if "/canonical/" in ln and "tf.Const" in ln}

@@ -31,7 +31,7 @@ def keras_ln_model():
         layers.LayerNormalization(scale=False, name="ln3_no_scale")(seq),
         layers.LayerNormalization(name="ln4")(grid),
         layers.LayerNormalization(center=False, name="ln4_free")(free),
-    ])
+    ], name="net")
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +62,23 @@ def test_keras3_layer_norms(keras_graph):
     for f in (feeds(g), feeds(g, seed=1, batch=1, free=(4, 1))):
         for a, b in zip(Runner(g)(f), Runner(out)(f)):
             assert a.shape == b.shape and rel_err(a, b) <= 1e-5
-    filecheck(out.text(), """
-        CHECK: %functional_1/ln4_free_1/add_1/layer_norm/output_shape = tf.Shape(%free)
-        CHECK: %functional_1/ln4_1/add_2/layer_norm/input = tf.Reshape(%grid, %functional_1/ln4_1/add_2/layer_norm/shape) {{.*}} -> tensor<?x4x8xf32>
-        CHECK: %functional_1/ln4_1/add_2/layer_norm = tf._MklLayerNorm(%functional_1/ln4_1/add_2/layer_norm/input,
-        CHECK: %functional_1/ln4_1/add_2 = tf.Reshape(%functional_1/ln4_1/add_2/layer_norm, %functional_1/ln4_1/add_2/layer_norm/output_shape) {{.*}} -> tensor<?x3x4x8xf32>
-        CHECK: %functional_1/ln3_1/add_2 = tf._MklLayerNorm(%functional_1/Add, %functional_1/ln3_1/add_2/layer_norm/scale, %functional_1/ln3_1/add_2/layer_norm/offset) {T = f32, epsilon = 1e-05} : (tensor<?x5x8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<?x5x8xf32>
+    text = out.text()
+    filecheck(text, """
+        CHECK: %net_1/ln4_1/add_2/layer_norm/input = tf.Reshape(%grid, %net_1/ln4_1/add_2/layer_norm/shape) {{.*}} -> tensor<?x4x8xf32>
+        CHECK: %net_1/ln4_1/add_2/layer_norm = tf._MklLayerNorm(%net_1/ln4_1/add_2/layer_norm/input,
+        CHECK: %net_1/ln4_1/add_2 = tf.Reshape(%net_1/ln4_1/add_2/layer_norm, %net_1/ln4_1/add_2/layer_norm/output_shape) {{.*}} -> tensor<?x3x4x8xf32>
+    """)
+    filecheck(text, """
+        CHECK: %net_1/ln4_free_1/add_1/layer_norm/output_shape = tf.Shape(%free)
+        CHECK: %net_1/ln4_free_1/add_1 = tf.Reshape(%net_1/ln4_free_1/add_1/layer_norm, %net_1/ln4_free_1/add_1/layer_norm/output_shape)
+    """)
+    filecheck(text, """
+        CHECK: %net_1/ln3_1/add_2 = tf._MklLayerNorm(%net_1/Add, %net_1/ln3_1/add_2/layer_norm/scale, %net_1/ln3_1/add_2/layer_norm/offset) {T = f32, epsilon = 1e-05} : (tensor<?x5x8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<?x5x8xf32>
         CHECK-NOT: tf.Mean
     """)
     consts = {n.name: n.const_value().numpy() for n in out.nodes() if n.op_type == "Const"}
-    np.testing.assert_array_equal(consts["functional_1/ln3_no_scale_1/add_2/layer_norm/scale"], np.ones(8))
-    np.testing.assert_array_equal(consts["functional_1/ln4_free_1/add_1/layer_norm/offset"], np.zeros(8))
+    np.testing.assert_array_equal(consts["net_1/ln3_no_scale_1/add_2/layer_norm/scale"], np.ones(8))
+    np.testing.assert_array_equal(consts["net_1/ln4_free_1/add_1/layer_norm/offset"], np.zeros(8))
 
 
 def test_bf16(keras_graph):

@@ -32,7 +32,7 @@ def keras_dense_model():
         layers.Dense(6, activation=lambda t: keras.activations.gelu(t, approximate=True), name="approx")(seq),
         layers.Dense(6, activation="relu", name="relu")(ragged),
         layers.Dense(6, name="linear")(grid),
-    ])
+    ], name="net")
 
 
 @pytest.fixture(scope="module")
@@ -66,20 +66,20 @@ def test_keras_dense_chains(keras_graph):
         for a, b in zip(Runner(g)(f), Runner(out)(f)):
             np.testing.assert_allclose(b, a, **TOL)
     filecheck(out.text(), """
-        CHECK: %functional_1/exact_1/flatten/shape = tf.Const() {dtype = i32, value = dense<[-1, 8]>
-        CHECK: %functional_1/exact_1/unflatten/shape = tf.Const() {dtype = i32, value = dense<[-1, 5, 6]>
-        CHECK: %functional_1/exact_1/flatten = tf.Reshape(%seq, %functional_1/exact_1/flatten/shape) {{.*}} -> tensor<?x8xf32>
-        CHECK: %functional_1/exact_1/MatMul = tf.MatMul(%functional_1/exact_1/flatten,
-        CHECK: %functional_1/exact_1/BiasAdd = tf.BiasAdd(%functional_1/exact_1/MatMul, %functional_1/exact_1/bias) {{.*}} -> tensor<?x6xf32>
-        CHECK: %functional_1/exact_1/Gelu/scaled = tf.Mul(%functional_1/exact_1/BiasAdd,
-        CHECK: %functional_1/exact_1/Gelu/mul_2 = tf.Reshape(%functional_1/exact_1/Gelu/gelu, %functional_1/exact_1/unflatten/shape) {{.*}} -> tensor<?x5x6xf32>
+        CHECK: %net_1/exact_1/flatten/shape = tf.Const() {dtype = i32, value = dense<[-1, 8]>
+        CHECK: %net_1/exact_1/unflatten/shape = tf.Const() {dtype = i32, value = dense<[-1, 5, 6]>
+        CHECK: %net_1/exact_1/flatten = tf.Reshape(%seq, %net_1/exact_1/flatten/shape) {{.*}} -> tensor<?x8xf32>
+        CHECK: %net_1/exact_1/MatMul = tf.MatMul(%net_1/exact_1/flatten,
+        CHECK: %net_1/exact_1/BiasAdd = tf.BiasAdd(%net_1/exact_1/MatMul, %net_1/exact_1/bias) {{.*}} -> tensor<?x6xf32>
+        CHECK: %net_1/exact_1/Gelu/scaled = tf.Mul(%net_1/exact_1/BiasAdd,
+        CHECK: %net_1/exact_1/Gelu/mul_2 = tf.Reshape(%net_1/exact_1/Gelu/gelu, %net_1/exact_1/unflatten/shape) {{.*}} -> tensor<?x5x6xf32>
     """)
     filecheck(out.text(), """
-        CHECK: %functional_1/relu_1/Tensordot/Shape = tf.Shape(%ragged)
-        CHECK: %functional_1/relu_1/Tensordot/concat_1 = tf.ConcatV2(%functional_1/relu_1/Tensordot/GatherV2,
-        CHECK: %functional_1/relu_1/BiasAdd = tf.BiasAdd(%functional_1/relu_1/MatMul,
-        CHECK: = tf.Relu(%functional_1/relu_1/BiasAdd)
-        CHECK: %functional_1/relu_1/Relu = tf.Reshape({{.*}}, %functional_1/relu_1/Tensordot/concat_1) {{.*}} -> tensor<?x?x6xf32>
+        CHECK: %net_1/relu_1/Tensordot/Shape = tf.Shape(%ragged)
+        CHECK: %net_1/relu_1/Tensordot/concat_1 = tf.ConcatV2(%net_1/relu_1/Tensordot/GatherV2,
+        CHECK: %net_1/relu_1/BiasAdd = tf.BiasAdd(%net_1/relu_1/MatMul,
+        CHECK: = tf.Relu(%net_1/relu_1/BiasAdd)
+        CHECK: %net_1/relu_1/Relu = tf.Reshape({{.*}}, %net_1/relu_1/Tensordot/concat_1) {{.*}} -> tensor<?x?x6xf32>
     """)
 
 

@@ -22,7 +22,7 @@ def keras_model(strides_dw=1):
     x = layers.Conv2D(8, 3, padding="same", groups=4, strides=strides_dw, activation="relu", name="dw_m2")(x)
     x = layers.Conv2D(6, 3, strides=2, padding="valid", groups=2, name="g2")(x)
     x = layers.Conv2D(6, 3, padding="same", groups=6, dilation_rate=2, name="dw_dilated")(x)
-    return keras.Model(inp, x)
+    return keras.Model(inp, x, name="net")
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +49,13 @@ def test_keras_grouped_convs_are_inlined(keras_graph):
             assert n.inputs[1].shape.dims[2] == n.inputs[0].shape.dims[3]
     assert_same_outputs(g, out, **TOL)
     filecheck(out.text(), """
-        CHECK: %functional_1/dw_m2_1/StatefulPartitionedCall/convolution/depthwise_filter = tf.Const() {{.*}}tensor<3x3x4x2xf32>
-        CHECK: %functional_1/dw_m2_1/StatefulPartitionedCall/convolution = tf.DepthwiseConv2dNative(%image, %functional_1/dw_m2_1/StatefulPartitionedCall/convolution/depthwise_filter) {{.*}}padding = "SAME", strides = [1, 1, 1, 1]} : (tensor<?x9x9x4xf32>, tensor<3x3x4x2xf32>) -> tensor<?x9x9x8xf32>
-        CHECK: %functional_1/dw_m2_1/BiasAdd = tf.BiasAdd(%functional_1/dw_m2_1/StatefulPartitionedCall/convolution,
-        CHECK: %functional_1/g2_1/StatefulPartitionedCall/convolution/split = tf.Split(%functional_1/g2_1/StatefulPartitionedCall/convolution/axis, %functional_1/dw_m2_1/Relu) {T = f32, num_split = 2}
-        CHECK: = tf.Conv2D(%functional_1/g2_1/StatefulPartitionedCall/convolution/split, {{.*}}padding = "VALID", strides = [1, 2, 2, 1]{{.*}} -> tensor<?x4x4x3xf32>
-        CHECK: = tf.Conv2D(%functional_1/g2_1/StatefulPartitionedCall/convolution/split:1,
-        CHECK: %functional_1/g2_1/StatefulPartitionedCall/convolution = tf.ConcatV2({{.*}}) {N = 2, T = f32, Tidx = i32} : {{.*}} -> tensor<?x4x4x6xf32>
+        CHECK: %net_1/dw_m2_1/StatefulPartitionedCall/convolution/depthwise_filter = tf.Const() {{.*}}tensor<3x3x4x2xf32>
+        CHECK: %net_1/dw_m2_1/StatefulPartitionedCall/convolution = tf.DepthwiseConv2dNative(%image, %net_1/dw_m2_1/StatefulPartitionedCall/convolution/depthwise_filter) {{.*}}padding = "SAME", strides = [1, 1, 1, 1]} : (tensor<?x9x9x4xf32>, tensor<3x3x4x2xf32>) -> tensor<?x9x9x8xf32>
+        CHECK: %net_1/dw_m2_1/BiasAdd = tf.BiasAdd(%net_1/dw_m2_1/StatefulPartitionedCall/convolution,
+        CHECK: %net_1/g2_1/StatefulPartitionedCall/convolution/split = tf.Split(%net_1/g2_1/StatefulPartitionedCall/convolution/axis, %net_1/dw_m2_1/Relu) {T = f32, num_split = 2}
+        CHECK: = tf.Conv2D(%net_1/g2_1/StatefulPartitionedCall/convolution/split, {{.*}}padding = "VALID", strides = [1, 2, 2, 1]{{.*}} -> tensor<?x4x4x3xf32>
+        CHECK: = tf.Conv2D(%net_1/g2_1/StatefulPartitionedCall/convolution/split:1,
+        CHECK: %net_1/g2_1/StatefulPartitionedCall/convolution = tf.ConcatV2({{.*}}) {N = 2, T = f32, Tidx = i32} : {{.*}} -> tensor<?x4x4x6xf32>
         CHECK: tf.SpaceToBatchND
         CHECK: tf.DepthwiseConv2dNative({{.*}}tensor<3x3x6x1xf32>
         CHECK: tf.BatchToSpaceND
