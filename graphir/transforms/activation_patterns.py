@@ -25,7 +25,8 @@ Cast) by value, not by shape: the product of the factors around Erf/Erfc/Tanh, w
 compared coefficient by coefficient. Every node of a match other than ``x``'s producer has no reader
 outside the match (:func:`gelu_nodes` lists them), so a lowering that fuses the match removes them all.
 
-Swish. ``x * sigmoid(x)`` is canonical as ``Mul(x, Sigmoid(x))`` (:func:`match_swish`).
+Swish. ``x * sigmoid(x)`` is canonical as ``Mul(Sigmoid(x), x)``, the operand order of TF's remapper
+Sigmoid+Mul -> ``_MklSwish`` pattern (:func:`build_swish`); :func:`match_swish` accepts either order.
 """
 from __future__ import annotations
 
@@ -268,6 +269,19 @@ def is_canonical_gelu(graph: Graph, value: Value) -> bool:
     c = k and _op(k.inputs[0], "Mul")
     s = k and _op(k.inputs[1], "Square")
     return bool(c and s) and _scalar(c.inputs[0]) is not None and c.inputs[1] is x and s.inputs[0] is x
+
+
+def build_swish(graph: Graph, x: Value, *, like: Node, name: str) -> Value:
+    """The canonical Swish of ``x``: ``Mul(Sigmoid(x), x)``."""
+    s = graph.add_node("Sigmoid", [x], {"T": x.dtype}, [x.type], domain="tf", name=f"{name}/sigmoid",
+                       device=like.device).outputs[0]
+    return graph.add_node("Mul", [s, x], {"T": x.dtype}, [x.type], domain="tf", name=f"{name}/swish",
+                          device=like.device).outputs[0]
+
+
+def is_canonical_swish(graph: Graph, value: Value) -> bool:
+    n = _op(value, "Mul")
+    return n is not None and match_swish(graph, value) is n.inputs[1]
 
 
 def match_swish(graph: Graph, value: Value) -> Optional[Value]:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..ir import Graph, Node, Value
 from ..ir.types import Shape, TensorType, i32
-from .activation_patterns import build_gelu, gelu_nodes, match_gelu, match_swish
+from .activation_patterns import build_gelu, build_swish, gelu_nodes, match_gelu, match_swish
 from .base import Pass, PassResult, register_pass
 from .patterns import add_const, const_array, remove_dead, sole_use
 
@@ -235,8 +235,7 @@ class DenseToMatMul(Pass):
             elif kind == "gelu":
                 y = build_gelu(graph, y, c.act[1], like=like, name=f"{base}/Gelu")
             else:
-                s = node("Sigmoid", [y], {"T": dt}, t2, "Sigmoid")
-                y = node("Mul", [y, s], {"T": dt}, t2, "Swish")
+                y = build_swish(graph, y, like=like, name=f"{base}/Swish")
         if sum(d is None for d in lead) <= 1:
             dims = [-1 if d is None else d for d in lead] + [n_out]
             shape = add_const(graph, np.asarray(dims, np.int32), f"{base}/unflatten/shape", like=like)
