@@ -7,7 +7,9 @@ activation finds a Reshape in between. This pass rewrites each such chain to
 
     Reshape(x, [-1, K]) -> MatMul -> BiasAdd -> activation -> Reshape(., [d0, ..., N])
 
-with the target shape a constant when at most one leading dimension is unknown (that one as -1), and the
+(Keras 3's MultiHeadAttention projections reshape to heads ``[..., H, D]`` before adding an ``[H, D]``
+bias: the bias moves before the split, and the final Reshape goes to the heads shape), with the target
+shape a constant when at most one leading dimension is unknown (that one as -1), and the
 model's own ``Shape``-based target otherwise, so dynamic batch and sequence dimensions stay dynamic. The
 activation moves into the 2-D section when the bias output feeds only it: a one-op activation (Relu,
 Relu6, Elu, Selu, LeakyRelu, Tanh, Sigmoid, Softplus, Softsign), a GELU in any form (rebuilt in the
@@ -77,11 +79,12 @@ def _dims_of(graph: Graph, v: Value, x: Value) -> Optional[list]:
     return None
 
 
-def _is_back_shape(graph: Graph, v: Value, x: Value, n_out: int) -> bool:
-    """True if reshaping ``[M, N]`` to the shape tensor ``v`` gives ``x``'s leading dimensions and ``N``."""
+def _is_back_shape(graph: Graph, v: Value, x: Value, tail: list) -> bool:
+    """True if reshaping ``[M, N]`` to the shape tensor ``v`` gives ``x``'s leading dimensions followed by
+    ``tail`` (static, with product N)."""
     dims = _dims_of(graph, v, x)
     lead = x.shape.dims[:-1]
-    if dims is None or len(dims) != len(lead) + 1 or dims[-1] != n_out:
+    if dims is None or len(dims) != len(lead) + len(tail) or dims[len(lead):] != list(tail):
         return False
     if dims.count(-1) > 1:
         return False
@@ -94,11 +97,32 @@ def _is_back_shape(graph: Graph, v: Value, x: Value, n_out: int) -> bool:
     return len(unknown) <= 1 and all(dims[i] == -1 for i in unknown)
 
 
+def _bias(graph: Graph, v: Value, tail: list) -> Optional[tuple[Node, np.ndarray]]:
+    """The node adding a constant bias over the last ``len(tail)`` dims to ``v`` (its sole reader), with
+    the bias flattened to ``prod(tail)``."""
+    use = sole_use(graph, v)
+    if use is None or use[0].control_inputs or use[0].domain != "tf" or len(use[0].inputs) != 2:
+        return None
+    b, slot = use
+    c = const_array(b.inputs[1 - slot])
+    n = int(np.prod(tail))
+    if c is None or c.size != n:
+        return None
+    if b.op_type == "BiasAdd" and slot == 0 and len(tail) == 1 and b.attrs.get("data_format", "NHWC") == "NHWC":
+        return b, c.reshape(n)
+    shape = c.shape[c.ndim - len(tail):] if c.ndim >= len(tail) else None
+    if b.op_type in ("Add", "AddV2") and shape == tuple(tail) and b.outputs[0].shape == v.shape:
+        return b, c.reshape(n)
+    return None
+
+
 @dataclass
 class _Chain:
     x: Value          # the [..., K] input
     matmul: Node
     back: Node        # the Reshape back to [..., N]
+    target: Value     # the shape it reshapes to ([..., N], or [..., H, D] when split into heads)
+    tail: list        # the target's trailing static dims ([N] or [H, D])
     bias: Optional[Node]
     bias_value: Optional[np.ndarray]
     act: Optional[tuple]   # ("op", node) | ("gelu", kind, nodes) | ("swish", nodes)
@@ -147,25 +171,30 @@ class DenseToMatMul(Pass):
         back = use[0] if use is not None and use[1] == 0 else None
         if back is None or back.op_type != "Reshape" or back.domain != "tf" or back.control_inputs:
             return None
-        if not _is_back_shape(graph, back.inputs[1], x, n_out):
+        if not _is_back_shape(graph, back.inputs[1], x, [n_out]):
             return None
-        last = back.outputs[0]
+        last, target, tail = back.outputs[0], back.inputs[1], [n_out]
         bias, bias_value = None, None
-        use = sole_use(graph, last)
-        if use is not None and not use[0].control_inputs:
-            b = use[0]
-            other = b.inputs[1 - use[1]] if len(b.inputs) == 2 else None
-            c = const_array(other)
-            if b.domain == "tf" and c is not None and c.size == n_out and (
-                    b.op_type == "BiasAdd" and use[1] == 0 and b.attrs.get("data_format", "NHWC") == "NHWC"
-                    or b.op_type in ("Add", "AddV2") and c.shape[-1:] == (n_out,)
-                    and b.outputs[0].shape == last.shape):
-                bias, bias_value, last = b, c.reshape(n_out), b.outputs[0]
+        found = _bias(graph, last, tail)
+        split = _tf(last, "Reshape") and sole_use(graph, last)
+        if found is None and split is not None and split[1] == 0 and _tf(split[0].outputs[0], "Reshape"):
+            # Keras 3 MultiHeadAttention reshapes a projection to heads [..., H, D] before its bias.
+            sp = split[0]
+            dims = sp.outputs[0].shape.dims or ()
+            heads = list(dims[x.shape.rank - 1:])
+            if len(heads) > 1 and None not in heads and int(np.prod(heads)) == n_out and not sp.control_inputs \
+                    and _is_back_shape(graph, sp.inputs[1], x, heads):
+                found = _bias(graph, sp.outputs[0], heads)
+                if found is not None:
+                    target, tail = sp.inputs[1], heads
+        if found is not None:
+            bias, bias_value = found
+            last = bias.outputs[0]
         act = DenseToMatMul._activation(graph, last)
         if act is not None:
             last = act[-1]
             act = act[:-1]
-        return _Chain(x, mm, back, bias, bias_value, act, last)
+        return _Chain(x, mm, back, target, tail, bias, bias_value, act, last)
 
     @staticmethod
     def _activation(graph: Graph, v: Value) -> Optional[tuple]:
@@ -202,7 +231,7 @@ class DenseToMatMul(Pass):
     def _rewrite(self, graph: Graph, c: _Chain) -> None:
         mm, x = c.matmul, c.x
         k = x.shape.dims[-1]
-        n_out = c.back.outputs[0].shape.dims[-1]
+        n_out = int(np.prod(c.tail))
         lead = x.shape.dims[:-1]
         rows = int(np.prod(lead)) if all(d is not None for d in lead) else None
         dt = mm.outputs[0].dtype
@@ -237,12 +266,12 @@ class DenseToMatMul(Pass):
             else:
                 y = build_swish(graph, y, like=like, name=f"{base}/Swish")
         if sum(d is None for d in lead) <= 1:
-            dims = [-1 if d is None else d for d in lead] + [n_out]
+            dims = [-1 if d is None else d for d in lead] + c.tail
             shape = add_const(graph, np.asarray(dims, np.int32), f"{base}/unflatten/shape", like=like)
-            out_t = TensorType(dt, Shape(list(lead) + [n_out]))
+            out_t = TensorType(dt, Shape(list(lead) + c.tail))
         else:
             # Two or more unknown dimensions: the model's own Shape-based target, checked in _match.
-            shape, out_t = c.back.inputs[1], c.last.type
+            shape, out_t = c.target, c.last.type
         out = node("Reshape", [y, shape], {"T": dt, "Tshape": shape.dtype}, out_t, "unflatten")
         graph.replace_all_uses_with(c.last, out, outputs=True)
         last_name = c.last.node.name
