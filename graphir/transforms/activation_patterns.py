@@ -281,18 +281,29 @@ def build_swish(graph: Graph, x: Value, *, like: Node, name: str) -> Value:
 
 def is_canonical_swish(graph: Graph, value: Value) -> bool:
     n = _op(value, "Mul")
-    return n is not None and match_swish(graph, value) is n.inputs[1]
+    s = None if n is None else _op(n.inputs[0], "Sigmoid")
+    return s is not None and match_swish(graph, value) is n.inputs[1] and s.inputs[0] is n.inputs[1]
+
+
+def _unit_scaled(graph: Graph, v: Value, x: Value) -> bool:
+    """True if ``v`` is ``x``, or ``Mul(x, 1)`` read only here (Keras 3's silu with its default beta)."""
+    if v is x:
+        return True
+    m = _op(v, "Mul")
+    if m is None or len(graph.uses(v)) != 1 or graph.is_output(v):
+        return False
+    return any(m.inputs[i] is x and _scalar(m.inputs[1 - i]) == 1.0 for i in (0, 1))
 
 
 def match_swish(graph: Graph, value: Value) -> Optional[Value]:
-    """``x`` if ``value`` is ``Mul(x, Sigmoid(x))`` (either operand order) whose Sigmoid has no other
-    reader, else None."""
+    """``x`` if ``value`` is ``Mul(x, Sigmoid(x))`` (either operand order, the Sigmoid's input possibly
+    ``x * 1``) whose Sigmoid has no other reader, else None."""
     n = _op(value, "Mul")
     if n is None:
         return None
     for i in (0, 1):
         s = _op(n.inputs[i], "Sigmoid")
-        if s is not None and s.inputs[0] is n.inputs[1 - i] and len(graph.uses(n.inputs[i])) == 1 \
-                and not graph.is_output(n.inputs[i]):
+        if s is not None and _unit_scaled(graph, s.inputs[0], n.inputs[1 - i]) \
+                and len(graph.uses(n.inputs[i])) == 1 and not graph.is_output(n.inputs[i]):
             return n.inputs[1 - i]
     return None

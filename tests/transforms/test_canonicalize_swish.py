@@ -15,6 +15,20 @@ def prepared(g):
     return g
 
 
+def test_keras3_silu_before_simplification():
+    """Keras 3's silu is x * sigmoid(beta * x) with beta = 1, matched before simplify-arithmetic drops the
+    multiplication by one."""
+    import keras
+
+    x = keras.Input((8,), name="x")
+    g = load(keras.Model(x, keras.layers.Activation("silu")(x), name="net"))
+    PassManager("strip-unused,remove-training-nodes,fold-constants").run(g)
+    out, res = apply(CanonicalizeSwish(), g)
+    assert res.counts == {"swish": 1, "wrappers_dropped": 1}
+    assert sorted(ops(out)) == ["Identity", "Mul", "Placeholder", "Sigmoid"]
+    assert_same_outputs(g, out, rtol=1e-6, atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def keras_graph():
     import keras
