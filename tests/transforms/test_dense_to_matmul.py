@@ -122,3 +122,16 @@ def test_other_reshapes_stay(fn):
     g = prepared(build(fn, [[None, 5, 8]]))
     out, res = apply(DenseToMatMul(), g)
     assert not res.changed and out.text() == g.text()
+
+
+def test_cost_model_sizes_survive_the_flatten(keras_graph):
+    """The bf16 cost model counts per-sample sizes: a [-1, K] flatten folds the sequence into the unknown
+    batch, and the MatMul's FLOPs and the 2-D values' bytes must still count it."""
+    from graphir.transforms.bf16_cost import node_flops, value_bytes
+
+    out, _ = apply(DenseToMatMul(), keras_graph)
+    for g in (keras_graph, out):
+        (mm,) = [n for n in g.nodes() if n.op_type == "MatMul" and "linear" in n.name]  # [?, 3, 4, 8] @ [8, 6]
+        assert node_flops(mm) == 2 * 3 * 4 * 8 * 6
+        ((reader, _),) = g.uses(mm.outputs[0])
+        assert value_bytes(reader.outputs[0]) == 4 * 3 * 4 * 6
