@@ -23,6 +23,7 @@ FOLLOW = frozenset({
     "Tanh", "Softplus", "Softsign", "Sqrt", "Rsqrt", "Square", "Reciprocal", "Neg", "Abs", "Floor",
     "FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3", "_FusedBatchNormEx", "AvgPool", "AvgPool3D",
     "MaxPool", "MaxPoolV2", "MaxPool3D", "Mean", "Softmax", "Select", "SelectV2", "ClipByValue",
+    "_MklLayerNorm",
 })
 CLEAR = frozenset({
     "Identity", "Snapshot", "StopGradient", "Reshape", "Transpose", "ConcatV2", "Concat", "Pack", "Unpack",

@@ -9,7 +9,9 @@ from .base import PASSES, Pass, PassResult, register_pass
 PASS_MODULES = [
     "strip_unused", "remove_training_nodes", "prune_switch_merge", "fold_constants", "cse",
     "fold_batch_norms", "simplify_arithmetic", "dce", "fuse_bias_activation",
-    "auto_mixed_precision", "cast_cleanup", "lower_onednn",
+    "auto_mixed_precision", "cast_cleanup", "lower_onednn", "inline_grouped_conv",
+    "canonicalize_gelu", "dense_to_matmul", "canonicalize_layer_norm",
+    "canonicalize_swish", "einsum_to_matmul",
 ]
 _loaded: set[str] = set()
 

@@ -13,10 +13,37 @@ UNKNOWN_BYTES = 1 << 16   # cost of converting a tensor of unknown rank
 UNKNOWN_FLOPS = 1 << 40   # compute of unknown size counts as big
 
 
-def value_bytes(v) -> int:
-    """fp32 bytes of a value from its static shape; unknown dims (batch) count as 1."""
+def per_sample_elements(v, _depth: int = 0) -> int:
+    """Elements of a value per sample: its static shape with unknown dims counted as 1, except that a value
+    whose unknown dim folds known ones (a Reshape to [-1, K], the MatMul and elementwise ops after it)
+    counts what it holds per sample: the Reshape's input, the MatMul's rows, the same-shaped operand's."""
     dims = v.shape.dims
-    return UNKNOWN_BYTES if dims is None else 4 * math.prod(d or 1 for d in dims)
+    own = math.prod(d or 1 for d in dims)
+    n = v.node
+    if None not in dims or n is None or _depth > 64:
+        return own
+    if n.op_type == "Reshape" and n.inputs[0].shape.dims is not None:
+        return max(own, per_sample_elements(n.inputs[0], _depth + 1))
+    if n.op_type in ("MatMul", "_FusedMatMul") and len(dims) == 2 and n.inputs[0].shape.rank == 2:
+        k = _contraction(n)
+        rows = per_sample_elements(n.inputs[0], _depth + 1) // k if k else 1
+        return max(own, rows * (dims[1] or 1))
+    for u in n.inputs:
+        if u is not None and u.shape.dims == dims:
+            return max(own, per_sample_elements(u, _depth + 1))
+    return own
+
+
+def _contraction(n) -> int:
+    """A MatMul's inner dimension, from whichever operand knows it (a tensordot's [?, ?] input does not)."""
+    a = n.inputs[0].shape.dims[0 if n.attrs.get("transpose_a") else 1]
+    b = n.inputs[1].shape.dims
+    return a or (b[1 if n.attrs.get("transpose_b") else 0] if b is not None and len(b) == 2 else None) or 1
+
+
+def value_bytes(v) -> int:
+    """fp32 bytes of a value per sample (:func:`per_sample_elements`)."""
+    return UNKNOWN_BYTES if v.shape.dims is None else 4 * per_sample_elements(v)
 
 
 def _dims(v):
@@ -30,10 +57,10 @@ def node_flops(node) -> int:
     ins = [_dims(v) for v in node.inputs]
     if out is None or any(d is None for d in ins[:2]):
         return UNKNOWN_FLOPS
-    n_out = math.prod(out)
+    n_out = per_sample_elements(node.outputs[0])
     try:
         if op in ("MatMul", "_FusedMatMul"):
-            return 2 * n_out * ins[0][0 if node.attrs.get("transpose_a") else 1]
+            return 2 * n_out * _contraction(node)
         if op.startswith("BatchMatMul"):
             return 2 * n_out * ins[0][-2 if node.attrs.get("adj_x") else -1]
         if op in ("Conv2D", "Conv3D", "_FusedConv2D"):

@@ -143,7 +143,9 @@ def warnings_of(records: Sequence[PassRecord]) -> list[str]:
 # The standard FP32 pipeline. simplify-arithmetic runs again after CSE has merged the zero/one constants the
 # folds produce.
 FP32_PIPELINE = [
-    "strip-unused", "remove-training-nodes", "prune-switch-merge", "fold-constants", "simplify-arithmetic",
+    "strip-unused", "remove-training-nodes", "prune-switch-merge", "fold-constants",
+    "inline-grouped-conv", "canonicalize-gelu", "canonicalize-swish", "einsum-to-matmul", "dense-to-matmul",
+    "canonicalize-layer-norm", "simplify-arithmetic",
     "fold-batch-norms", "cse", "simplify-arithmetic", "dce", "lower-onednn",
 ]
 
