@@ -209,6 +209,10 @@ def cmd_compile(a) -> int:
         from .transforms.auto_mixed_precision import format_precision_stats
 
         sys.stdout.write(format_precision_stats(result.report) + "\n")
+    lowered = {k: v for r in result.report.get("passes", []) if r.name == "lower-onednn"
+               for k, v in r.result.counts.items() if v}
+    if lowered and (a.explain or result.report.get("precision_stats")):
+        print("fused kernels: " + ", ".join(f"{k}={v}" for k, v in lowered.items()))
     if a.explain:
         from .transforms.auto_mixed_precision import format_explain
 

@@ -2,7 +2,7 @@
 import pytest
 import tensorflow as tf
 
-from fp32_passutil import apply, assert_same_outputs, build, ops
+from conftest import apply, assert_same_outputs, build, ops
 from graphir.transforms.activation_patterns import gelu_nodes, is_canonical_gelu, match_gelu, match_swish
 from graphir.transforms.canonicalize_gelu import CanonicalizeGelu
 from keras3util import assert_bf16_close, filecheck, load

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import graphir
-from fp32_passutil import apply, build, ops
+from conftest import apply, build, ops
 from graphir.dialects.tf_canonical import mkl_layer_norm_available
 from graphir.ir.types import DType, bf16, f32
 from graphir.runtime_check.runner import Runner

@@ -2,7 +2,7 @@
 import pytest
 import tensorflow as tf
 
-from fp32_passutil import apply, assert_same_outputs, build, ops
+from conftest import apply, assert_same_outputs, build, ops
 from graphir.transforms.activation_patterns import is_canonical_swish
 from graphir.transforms.canonicalize_swish import CanonicalizeSwish
 from graphir.transforms.pass_manager import PassManager

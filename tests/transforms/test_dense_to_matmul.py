@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fp32_passutil import apply, assert_same_outputs, build, ops
+from conftest import apply, assert_same_outputs, build, ops
 from graphir.runtime_check.runner import Runner
 from graphir.transforms.activation_patterns import is_canonical_gelu
 from graphir.transforms.dense_to_matmul import DenseToMatMul

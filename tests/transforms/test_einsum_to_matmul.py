@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fp32_passutil import apply, assert_same_outputs, build, ops
+from conftest import apply, assert_same_outputs, build, ops
 from graphir.runtime_check.runner import Runner
 from graphir.transforms.einsum_to_matmul import EinsumToMatMul, parse_equation
 from graphir.transforms.pass_manager import PassManager

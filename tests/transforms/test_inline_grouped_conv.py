@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import graphir
-from fp32_passutil import apply, assert_same_outputs, ops
+from conftest import apply, assert_same_outputs, ops
 from graphir.dialects import tf_functions
 from graphir.dialects.tf_canonical import has_cpu_kernel, runs_without_xla
 from graphir.runtime_check.runner import Runner
