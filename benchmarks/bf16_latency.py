@@ -30,7 +30,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(ROOT, "benchmarks")
 sys.path[:0] = [ROOT, HERE, os.path.join(ROOT, "tests")]
 
-MODELS = ("resnet50", "resnet50v2", "mobilenet_v2", "efficientnetv2b0", "transformer", "digits")
+MODELS = ("resnet50", "resnet50v2", "mobilenet_v2", "efficientnetv2b0", "transformer", "digits", "convnext_tiny",
+          "encoder", "vit")
 INC_PYTHON = os.path.join(ROOT, ".venv-inc", "bin", "python")
 OV_PYTHON = os.path.join(ROOT, ".venv-ov", "bin", "python")
 

@@ -76,12 +76,59 @@ def transformer():
     return corpus.freeze_keras(randomize_statistics(corpus.transformer_model.__wrapped__()))
 
 
+@functools.lru_cache(maxsize=None)
+def convnext_tiny():
+    return _application("ConvNeXtTiny")
+
+
+def _encoder_blocks(x, layers, n: int, d: int, heads: int, ff: int, prefix: str):
+    for i in range(n):
+        a = layers.MultiHeadAttention(num_heads=heads, key_dim=d // heads, name=f"{prefix}mha_{i}")(x, x)
+        x = layers.LayerNormalization(name=f"{prefix}ln_a_{i}")(x + a)
+        f = layers.Dense(ff, activation="gelu", name=f"{prefix}ff1_{i}")(x)
+        f = layers.Dense(d, name=f"{prefix}ff2_{i}")(f)
+        x = layers.LayerNormalization(name=f"{prefix}ln_f_{i}")(x + f)
+    return x
+
+
+@functools.lru_cache(maxsize=None)
+def encoder():
+    """A 4-layer transformer encoder at the size the Keras 3 issue profiled: seq 128, d_model 256, 4 heads,
+    feed-forward 1024, exact GELU."""
+    import keras
+    from keras import layers
+
+    corpus._keras_seed()
+    x = inp = keras.Input((128, 256), name="tokens")
+    model = keras.Model(inp, _encoder_blocks(x, layers, 4, 256, 4, 1024, ""), name="encoder")
+    return corpus.freeze_keras(randomize_statistics(model))
+
+
+@functools.lru_cache(maxsize=None)
+def vit():
+    """A small ViT from Keras layers: 96x96 images, 8x8 patches embedded by a strided Conv2D (144 tokens),
+    learned position embedding, 4 pre-LN-free encoder blocks of d 192 with 3 heads, mean-pooled head."""
+    import keras
+    from keras import layers
+
+    corpus._keras_seed()
+    inp = keras.Input((96, 96, 3), name="image")
+    x = layers.Conv2D(192, 8, strides=8, name="patch_embed")(inp)
+    x = layers.Reshape((144, 192))(x)
+    x = x + layers.Embedding(144, 192, name="pos")(keras.ops.arange(144))
+    x = _encoder_blocks(x, layers, 4, 192, 3, 768, "vit_")
+    x = layers.GlobalAveragePooling1D()(x)
+    model = keras.Model(inp, layers.Dense(10, activation="softmax", name="head")(x), name="vit")
+    return corpus.freeze_keras(randomize_statistics(model))
+
+
 def digits():
     return corpus.digits()
 
 
 MODELS = {"resnet50": resnet50, "resnet50v2": resnet50v2, "mobilenet_v2": mobilenet_v2,
-          "efficientnetv2b0": efficientnetv2b0, "transformer": transformer, "digits": digits}
+          "efficientnetv2b0": efficientnetv2b0, "transformer": transformer, "digits": digits,
+          "convnext_tiny": convnext_tiny, "encoder": encoder, "vit": vit}
 
 
 def load(name: str):
