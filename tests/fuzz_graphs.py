@@ -648,7 +648,7 @@ def _candidates(graph):
         def f(g):
             n = g.node(name)
             v = n.outputs[0]
-            ph = g.add_node("Placeholder", (), {"dtype": v.dtype, "shape": v.shape}, [v.type], name=f"{name}_in")
+            ph = g.add_node("Placeholder", (), {"dtype": v.dtype, "shape": v.shape}, [v.type], name=f"{name}_in", domain="tf")
             g.replace_all_uses_with(v, ph.outputs[0], outputs=True)
             g.inputs.append(Port(ph.name, ph.outputs[0]))
             for u in g.control_users(n):

@@ -47,8 +47,8 @@ def _scale_first_output(graph, factor):
 
     v = graph.outputs[0].value
     t = Tensor.from_array(np.full((), factor, v.dtype.np))
-    c = graph.add_node("Const", (), {"dtype": v.dtype, "value": t}, [TensorType(v.dtype, t.shape)], name="k")
-    m = graph.add_node("Mul", [v, c.outputs[0]], {"T": v.dtype}, [v.type], name="scaled")
+    c = graph.add_node("Const", (), {"dtype": v.dtype, "value": t}, [TensorType(v.dtype, t.shape)], name="k", domain="tf")
+    m = graph.add_node("Mul", [v, c.outputs[0]], {"T": v.dtype}, [v.type], name="scaled", domain="tf")
     graph.outputs[0].value = m.outputs[0]
 
 
@@ -62,7 +62,7 @@ def broken_passes(monkeypatch):
 
     known_passes()  # load the real ones first
 
-    @dataclass
+    @dataclass(frozen=True)
     class Doubles(Pass):
         name = "test-doubles-output"
 
@@ -70,7 +70,7 @@ def broken_passes(monkeypatch):
             _scale_first_output(graph, 2.0)
             return PassResult.of(broken=1)
 
-    @dataclass
+    @dataclass(frozen=True)
     class Grows(Pass):
         name = "test-grows"
 
