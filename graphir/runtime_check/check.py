@@ -176,7 +176,8 @@ def check_graphs(original: Graph, optimized: Graph, *, feeds_list: Optional[list
                  atol: float = 1e-6, samples: int = 1, dim: int = 4, seed: int = 0,
                  source: Optional[str] = None) -> CheckReport:
     """Compare two loaded graphs; ``feeds_list`` (a list of feed dicts) replaces random inputs."""
-    from .runner import Runner, random_inputs
+    from ..ir.dialect import graph_dialect
+    from .runner import random_inputs
 
     a_names = [p.name for p in original.outputs]
     b_names = [p.name for p in optimized.outputs]
@@ -200,13 +201,13 @@ def check_graphs(original: Graph, optimized: Graph, *, feeds_list: Optional[list
     if unknown:
         raise GraphirError(f"cannot run the original model: this TensorFlow has no op {', '.join(unknown)}")
     try:
-        run_a = Runner(original)
+        run_a = graph_dialect(original).runner(original)
     except GraphirError:
         raise
     except Exception as e:
         raise GraphirError(f"cannot load the original model into TF: {_first_line(e)}") from None
     try:
-        run_b = Runner(optimized)
+        run_b = graph_dialect(optimized).runner(optimized)
     except Exception as e:
         report.outputs = [OutputCheck(n, ok=False, problem=f"optimized model cannot be loaded into TF: {_first_line(e)}")
                           for n in a_names]
