@@ -89,6 +89,9 @@ def cmd_compile(a) -> int:
         asked = None if a.precisions is None else compiler.parse_precisions(a.precisions)
     except ConfigError as e:
         raise ConfigError("--precisions: " + str(e).split(": ", 1)[-1]) from None  # not "precisions[0]"
+    if fmt == "onnx" and asked and "bf16" in asked:
+        raise ConfigError("--precisions: bf16 is not supported for ONNX output (ONNX Runtime's CPU provider has "
+                          "no bf16 kernels); use fp32")
     inputs, outputs = _names(a.inputs, "--inputs"), _names(a.outputs, "--outputs")
     if a.config is not None and not os.path.isfile(a.config):
         raise ConfigError(f"{a.config}: no such config file")

@@ -9,7 +9,7 @@ from .base import PASSES, Pass, PassResult, register_pass
 PASS_MODULES = [
     "strip_unused", "remove_training_nodes", "prune_switch_merge", "fold_constants", "cse",
     "fold_batch_norms", "simplify_arithmetic", "dce", "fuse_bias_activation",
-    "auto_mixed_precision", "cast_cleanup",
+    "auto_mixed_precision", "cast_cleanup", "onnx_rules",
 ]
 _loaded: set[str] = set()
 

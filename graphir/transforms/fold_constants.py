@@ -86,8 +86,14 @@ class FoldConstants(Pass):
         info = n.info
         if not info.pure or not info.foldable or info.source or not n.outputs:
             return False
-        if any(v is None or v.node is None or v.node.name not in evaluable for v in n.inputs):
-            return False
+        for v in n.inputs:
+            if v is None:
+                continue  # an absent optional operand
+            if v.node is None:  # an initializer is a constant; a graph argument is not
+                if v.const is None or v.const.digest_only:
+                    return False
+            elif v.node.name not in evaluable:
+                return False
         for v in n.outputs:
             if v.dtype.is_ref or v.dtype.np is None:
                 return False
