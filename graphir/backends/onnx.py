@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..dialects.onnx import (DOMAIN, attr_type, dtype_to_onnx, split_op)
+from ..dialects.onnx import DOMAIN, attr_type, dtype_to_onnx, is_onnx_graph, split_op
 from ..errors import GraphirError, one_line
 from ..ir import Graph, Node, Value
 from ..ir.types import DType, Shape, Subgraph, Tensor, TensorType
@@ -132,7 +132,8 @@ class _Writer:
         enc = t.encoded
         if enc is not None and enc[0] == "onnx":
             p.CopyFrom(enc[1])
-            p.name = name
+            if p.name != name:  # (an unset name stays unset)
+                p.name = name
             if _is_external(p):
                 if self.external == "inline":
                     raw = _read_external(p, enc[2])
@@ -331,13 +332,14 @@ def to_model(graph: Graph, *, external: str = "inline", _writer: Optional[_Write
     (for running it in memory); ``"keep"`` keeps their references (for :func:`save`)."""
     from onnx import FunctionProto, ModelProto, OperatorSetIdProto, StringStringEntryProto
 
-    if not graph.opset_imports or DOMAIN not in graph.opset_imports:
+    if not is_onnx_graph(graph):
         raise GraphirError("this graph is not an ONNX graph (no onnx op set import); writing other graphs as "
                            "ONNX is not supported")
     w = _writer or _Writer(graph, external)
     a = graph.attrs
     m = ModelProto()
-    order = a.get("onnx.opset_order") or ([""] + [d for d in graph.opset_imports if d != DOMAIN])
+    order = a.get("onnx.opset_order") or ([""] * (DOMAIN in graph.opset_imports)
+                                          + [d for d in graph.opset_imports if d != DOMAIN])
     for d in order:
         key = DOMAIN if d in ("", "ai.onnx") else d
         if key in graph.opset_imports:

@@ -192,22 +192,20 @@ def expected_input_dtypes(node: Node) -> Optional[list[DType]]:
     bound: dict[str, DType] = {}
     for formals, values in ((f_in, ins), (f_out, outs)):
         for f, v in zip(formals, values):
-            if f is None or v is None or not f.is_homogeneous or dtype_from_type_str(f.type_str) is not None:
+            if f is None or v is None or v.dtype is VARIANT or not f.is_homogeneous \
+                    or dtype_from_type_str(f.type_str) is not None:
                 continue
             bound.setdefault(f.type_str, v.dtype)
     exp: list[DType] = []
     for f, v in zip(f_in, ins):
         actual = v.dtype if v is not None else None
-        if f is None:
+        # variant: a non-tensor value, or one shape inference could not type; nothing to check against.
+        if f is None or actual is VARIANT:
             exp.append(actual)
             continue
         fixed = dtype_from_type_str(f.type_str)
-        if fixed is not None:
-            exp.append(fixed)
-        elif f.is_homogeneous:
-            exp.append(bound.get(f.type_str, actual))
-        else:
-            exp.append(actual)
+        want = fixed if fixed is not None else bound.get(f.type_str, actual) if f.is_homogeneous else actual
+        exp.append(actual if want is VARIANT else want)
     return exp
 
 
@@ -226,6 +224,12 @@ def unique_value_name(graph: Graph, base: str) -> str:
     while f"{base}_{i}" in taken:
         i += 1
     return f"{base}_{i}"
+
+
+def is_onnx_graph(graph: Graph) -> bool:
+    """True for a graph the ONNX frontend made (or one like it): ONNX op set imports, only onnx nodes."""
+    return bool(graph.opset_imports) and all(n.domain == DOMAIN for n in graph.nodes()) \
+        and (DOMAIN in graph.opset_imports or len(graph) > 0)
 
 
 class ONNXDialect(Dialect):

@@ -120,9 +120,7 @@ def check(proto, base_dir: str, path: Optional[str], where: str) -> None:
         raise ModelLoadError(f"{where}: not an ONNX model (no {'graph' if proto.ir_version > 0 else 'IR version'})")
     opsets = _opsets(proto)
     v = opsets.get("")
-    if v is None:
-        raise ModelLoadError(f"{where}: imports no op set of the default ONNX domain")
-    if v < MIN_OPSET:
+    if v is not None and v < MIN_OPSET:
         raise ModelLoadError(f"{where}: op set {v} is below {MIN_OPSET}, the oldest graphir reads; convert it "
                              f"with onnx.version_converter.convert_version(model, {MIN_OPSET})")
     local = {(f.domain, f.name) for f in proto.functions}
@@ -256,7 +254,7 @@ def _text(b: bytes):
 class _Converter:
     def __init__(self, opsets: dict[str, int], base_dir: str, functions: set):
         # IR op set imports: "onnx" (the default domain) first, so an empty graph still names its dialect.
-        self.opsets = {DOMAIN: opsets[""]}
+        self.opsets = {DOMAIN: opsets[""]} if "" in opsets else {}
         self.opsets.update((d, v) for d, v in opsets.items() if d != "")
         self.base_dir = base_dir
         self.functions = functions
@@ -294,7 +292,8 @@ class _Converter:
                 scope[t.name] = graph.add_initializer(t.name, tensor_from_proto(t, self.base_dir))
         ports_in = []
         for vi in g.input:
-            ty = type_from_proto(vi.type)
+            # A body's inputs may be untyped in the file (Loop, Scan): inference types them in its twin.
+            ty = type_from_proto(types.get(vi.name, vi.type))
             scope[vi.name] = arg = graph.add_argument(vi.name, ty)
             ports_in.append(Port(vi.name, arg))
             meta_io[("in", vi.name)] = vi.SerializeToString(deterministic=True)
@@ -397,7 +396,7 @@ def convert(proto, inferred, base_dir: str) -> Graph:
     if proto.metadata_props:
         a["onnx.metadata_props"] = [[p.key, p.value] for p in proto.metadata_props]
     order = [o.domain for o in proto.opset_import]
-    canonical = [""] + [d for d in order if d not in ("", "ai.onnx")]
+    canonical = [""] * ("" in opsets) + [d for d in order if d not in ("", "ai.onnx")]
     if order != canonical:
         a["onnx.opset_order"] = order
     if proto.functions:

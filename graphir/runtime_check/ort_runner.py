@@ -16,6 +16,7 @@ def session(model, *, intra_op_threads: Optional[int] = None):
     model runs as written."""
     import onnxruntime as ort
 
+    ort.set_default_logger_severity(4)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.log_severity_level = 3

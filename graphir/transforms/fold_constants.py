@@ -41,7 +41,7 @@ class FoldConstants(Pass):
                 if consts:
                     # Every output's constant (ShapeN has several) lets its readers fold in this run.
                     shapes += 1
-                    evaluable.update(c.node.name for c in consts)
+                    evaluable.update(c.node.name for c in consts if c.node is not None)
                     continue
             if self._evaluable(n, evaluable, keep_inputs):
                 evaluable.add(n.name)
@@ -153,6 +153,6 @@ class FoldConstants(Pass):
             graph.replace_all_uses_with(v, c, outputs=True)
             consts.append(c)
         graph.remove_node(n, forward_control=False)
-        if len(n.outputs) == 1:
+        if len(n.outputs) == 1 and consts[0].node is not None:  # an initializer has no node to rename
             graph.rename(consts[0].node, n.name)
         return consts

@@ -162,7 +162,9 @@ def default_pipeline(opts, report: Optional[dict] = None, graph: Optional[Graph]
     from .pipeline import load_passes
 
     load_passes()
-    if graph is not None and graph.opset_imports.get("onnx") is not None:
+    from ..dialects.onnx import is_onnx_graph
+
+    if graph is not None and is_onnx_graph(graph):
         if "bf16" in getattr(opts, "precisions", ["fp32"]):
             raise ConfigError("--precisions: bf16 is not supported for ONNX models (ONNX Runtime's CPU "
                               "provider has no bf16 kernels); use fp32")
