@@ -66,7 +66,10 @@ def check_output_path(out: str, model: str, fmt: Optional[str] = None) -> None:
         raise GraphirError(f"{out}: is {what}; refusing to replace it with {kind}")
 
 
-def _tf():
+def _tf(*models: str):
+    """Import TensorFlow quietly, unless every model is ONNX (those never need it)."""
+    if models and all(m.lower().endswith(".onnx") for m in models):
+        return None
     from .quiet import import_tf_quietly
 
     return import_tf_quietly()
@@ -110,7 +113,7 @@ def cmd_compile(a) -> int:
         raise ConfigError("--rtol and --atol must be >= 0")
     check_output_path(a.output, a.model, fmt)
 
-    _tf()
+    _tf(a.model)
     import graphir
 
     original = graphir.load(a.model, inputs, outputs)
@@ -169,7 +172,7 @@ def cmd_dump(a) -> int:
         raise ConfigError(f"unknown --format {a.format!r}; expected text or dot")
     if a.output:
         check_output_path(a.output, a.model, "text")
-    _tf()
+    _tf(a.model)
     import graphir
 
     graph = graphir.load(a.model, inputs, outputs)
@@ -198,7 +201,7 @@ def cmd_check(a) -> int:
     check_options(a.rtol, a.atol, a.samples, a.dim)
     if a.inputs_npz is not None and not os.path.isfile(a.inputs_npz):
         raise GraphirError(f"{a.inputs_npz}: no such inputs file")
-    _tf()
+    _tf(a.original, a.optimized)
     rep = check_models(a.original, a.optimized, inputs_npz=a.inputs_npz, rtol=a.rtol, atol=a.atol,
                        samples=a.samples, dim=a.dim, seed=a.seed, inputs=inputs, outputs=outputs)
     sys.stdout.write(rep.format())
