@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Intel Neural Compressor, a rival in benchmarks/bf16_latency.py, pins numpy 1.x: it gets its own venv.
 VENV_INC ?= .venv-inc
 
-.PHONY: all demo test test-fast bench bench-compile bench-bf16 clean
+.PHONY: all demo test test-fast bench bench-compile bench-bf16 bench-onnx clean
 
 all: test
 
@@ -43,6 +43,9 @@ bench-compile: $(VENV)/.installed
 
 bench-bf16: $(VENV)/.installed $(VENV_INC)/.installed
 	$(PY) benchmarks/bf16_latency.py --runs 11
+
+bench-onnx: $(VENV)/.installed
+	$(PY) benchmarks/onnx_node_tests.py --failures-only
 
 clean:
 	rm -rf out build dist graphir_workspace nc_workspace *.egg-info .pytest_cache .graphir-cache

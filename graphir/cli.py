@@ -92,6 +92,9 @@ def cmd_compile(a) -> int:
         asked = None if a.precisions is None else compiler.parse_precisions(a.precisions)
     except ConfigError as e:
         raise ConfigError("--precisions: " + str(e).split(": ", 1)[-1]) from None  # not "precisions[0]"
+    if fmt == "onnx" and not a.model.lower().endswith((".onnx", ".gir")):
+        raise ConfigError(f"--format onnx: {a.model} is not an ONNX model; exporting TensorFlow models to ONNX is "
+                          f"not supported")
     if fmt == "onnx" and asked and "bf16" in asked:
         raise ConfigError("--precisions: bf16 is not supported for ONNX output (ONNX Runtime's CPU provider has "
                           "no bf16 kernels); use fp32")

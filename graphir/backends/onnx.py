@@ -130,7 +130,8 @@ class _Writer:
         from onnx import TensorProto, numpy_helper
 
         enc = t.encoded
-        if enc is not None and enc[0] == "onnx":
+        if enc is not None and enc[0] == "onnx" and list(enc[1].dims) == list(t.shape.dims or ()) \
+                and enc[1].data_type == dtype_to_onnx(t.dtype):
             p.CopyFrom(enc[1])
             if p.name != name:  # (an unset name stays unset)
                 p.name = name
