@@ -13,6 +13,7 @@ imported on first use.
 """
 from __future__ import annotations
 
+import weakref
 from functools import lru_cache
 from typing import Optional
 
@@ -209,21 +210,30 @@ def expected_input_dtypes(node: Node) -> Optional[list[DType]]:
     return exp
 
 
+# Own value names per graph, built on first use and extended by every name handed out here. Passes give
+# values names only through this dialect (the generic IR derives names from node names), so the set stays a
+# superset of the names in use; a removed value only keeps its name reserved.
+_taken: "weakref.WeakKeyDictionary[Graph, set]" = weakref.WeakKeyDictionary()
+
+
 def unique_value_name(graph: Graph, base: str) -> str:
     """``base``, or ``base_N``, not taken by an argument, capture, initializer or named node output."""
-    taken = set(graph.initializers)
-    taken.update(v.name for v in graph.arguments)
-    taken.update(v.name for v in graph.captures)
-    for n in graph.nodes():
-        for v in n.outputs:
-            if v._name is not None:
-                taken.add(v._name)
-    if base not in taken:
-        return base
-    i = 0
-    while f"{base}_{i}" in taken:
+    taken = _taken.get(graph)
+    if taken is None:
+        taken = set(graph.initializers)
+        taken.update(v.name for v in graph.arguments)
+        taken.update(v.name for v in graph.captures)
+        for n in graph.nodes():
+            for v in n.outputs:
+                if v._name is not None:
+                    taken.add(v._name)
+        _taken[graph] = taken
+    name, i = base, 0
+    while name in taken or name in graph.initializers:
+        name = f"{base}_{i}"
         i += 1
-    return f"{base}_{i}"
+    taken.add(name)
+    return name
 
 
 def is_onnx_graph(graph: Graph) -> bool:
