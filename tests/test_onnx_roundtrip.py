@@ -210,3 +210,22 @@ def test_cli_dump_prints_the_text_ir(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out == graphir.load(str(tmp_path / "cf.onnx")).text()
     assert parse(out).text() == out
+
+
+def test_sibling_bodies_may_reuse_names():
+    """Both branches define "out" and "k": legal in ONNX (no shadowing of an outer name), kept as is."""
+    def branch(op):
+        return h.make_graph([h.make_node("Constant", [], ["k"], value_float=2.0), h.make_node(op, ["X", "k"], ["out"])],
+                            op, [], [h.make_tensor_value_info("out", TP.FLOAT, [2])])
+
+    g = h.make_graph([h.make_node("ReduceSum", ["X"], ["s"], keepdims=0),
+                      h.make_node("Greater", ["s", "zero"], ["c"]),
+                      h.make_node("If", ["c"], ["Y"], then_branch=branch("Mul"), else_branch=branch("Add"))],
+                     "siblings", [h.make_tensor_value_info("X", TP.FLOAT, [2])],
+                     [h.make_tensor_value_info("Y", TP.FLOAT, [2])], [nh.from_array(np.array(0.0, np.float32), "zero")])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", M.OPSET)])
+    onnx.checker.check_model(m, full_check=True)
+    assert serialized(to_model(graphir.load(m))) == serialized(m)
+    x = np.array([1.0, -3.0], np.float32)
+    opt = graphir.compile(m)
+    np.testing.assert_array_equal(run(to_model(opt.ir), {"X": x})[0], run(m, {"X": x})[0])

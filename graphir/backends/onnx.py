@@ -92,7 +92,7 @@ class _Writer:
         self.graph = graph
         self.external = external      # "keep" (references stay) or "inline" (read into the proto)
         self.names: dict[int, str] = {}
-        self.taken: set[str] = set()
+        self.scopes: list[set[str]] = []  # names defined in the graph being written and its enclosing ones
         self.reserved = self._own_names(graph)
         self.ext_sources: dict[str, str] = {}    # location -> source directory, for save() to copy
         self.spill = None  # raw bytes -> (location, offset): where new tensors go in an external-data model
@@ -106,15 +106,20 @@ class _Writer:
                 out |= cls._own_names(sg.graph)
         return out
 
+    def taken(self, name: str) -> bool:
+        return any(name in s for s in self.scopes)
+
     def define(self, v: Value, want: Optional[str] = None) -> str:
+        """The name ``v`` is written under: its own, unless an enclosing scope took it (sibling bodies may
+        reuse names); a derived name also avoids every own name of the model."""
         name = want if want is not None else v.name
         own = want is not None or v._name is not None or v.node is None
-        if name in self.taken or (not own and name in self.reserved):
+        if self.taken(name) or (not own and name in self.reserved):
             base, i = name, 0
-            while name in self.taken or name in self.reserved:
+            while self.taken(name) or name in self.reserved:
                 name = f"{base}_{i}"
                 i += 1
-        self.taken.add(name)
+        self.scopes[-1].add(name)
         self.names[id(v)] = name
         return name
 
@@ -248,6 +253,13 @@ class _Writer:
 
     # ------------------------------------------------------------------ graphs
     def graph_proto(self, g: Graph, capture_names: list[str]):
+        self.scopes.append(set())
+        try:
+            return self._graph_proto(g, capture_names)
+        finally:
+            self.scopes.pop()
+
+    def _graph_proto(self, g: Graph, capture_names: list[str]):
         from onnx import GraphProto, NodeProto
 
         gp = GraphProto(name=g.name)
@@ -297,9 +309,9 @@ class _Writer:
                 # The output keeps its name: an Identity bridges from the value that now computes it.
                 ident = NodeProto(op_type="Identity", input=[vname], output=[p.name],
                                   name=self._fresh_node_name(g, p.name))
-                if p.name in self.taken:
+                if self.taken(p.name):
                     raise GraphirError(f"graph output {p.name!r} clashes with another value of that name")
-                self.taken.add(p.name)
+                self.scopes[-1].add(p.name)
                 gp.node.append(ident)
             gp.output.append(self.value_info(p.name, p.value, io.get(("out", p.name))))
         by_name = {}
