@@ -41,7 +41,23 @@ def _expected_ok(case, outputs) -> None:
     from onnx.backend.test.runner import Runner
 
     for inputs, expected in case.data_sets:
-        Runner.assert_similar_outputs(expected, outputs(inputs), rtol=case.rtol, atol=case.atol)
+        Runner.assert_similar_outputs([_feed(e) for e in expected], outputs(inputs), rtol=case.rtol,
+                                      atol=case.atol)
+
+
+def _feed(x):
+    """A test input as ORT takes it: the cases give some as TensorProto or numpy scalars."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    if isinstance(x, onnx.TensorProto):
+        return numpy_helper.to_array(x)
+    if isinstance(x, np.generic):
+        return np.asarray(x)
+    if isinstance(x, list):
+        return [_feed(e) for e in x]
+    return x
 
 
 def _runs(model):
@@ -51,7 +67,7 @@ def _runs(model):
     sess = session(model, intra_op_threads=1)
     names = [i.name for i in model.graph.input]
     outs = [o.name for o in model.graph.output]
-    return lambda inputs: sess.run(outs, dict(zip(names, inputs)))
+    return lambda inputs: sess.run(outs, {n: _feed(x) for n, x in zip(names, inputs)})
 
 
 def _short(e: BaseException) -> str:
