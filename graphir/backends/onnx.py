@@ -18,12 +18,10 @@ import os
 import shutil
 from typing import Optional
 
-import numpy as np
-
 from ..dialects.onnx import DOMAIN, attr_type, dtype_to_onnx, is_onnx_graph, split_op
 from ..errors import GraphirError, one_line
 from ..ir import Graph, Node, Value
-from ..ir.types import DType, Shape, Subgraph, Tensor, TensorType
+from ..ir.types import DType, Subgraph, Tensor, TensorType
 
 EXTERNAL_MIN_BYTES = 1024          # new tensors at least this big go to the data file of an external model
 PROTO_LIMIT = (2 << 30) - (64 << 20)  # stay clear of protobuf's 2 GB message limit
@@ -407,7 +405,7 @@ def save(graph: Graph, path: str, **kwargs) -> None:
             ext_locs.add(os.path.abspath(os.path.join(enc[2], _ext_info(enc[1])["location"])))
         else:
             all_bytes += t.nbytes
-            if enc is None:
+            if enc is None and t.nbytes >= EXTERNAL_MIN_BYTES:
                 new_bytes += t.nbytes
     spill = bool(ext_locs) and new_bytes > 0 or all_bytes > PROTO_LIMIT
     base = os.path.basename(path)
