@@ -14,21 +14,22 @@ def _model(graph, opset=OPSET, **kw):
     return m
 
 
-def cnn(seed: int = 0) -> onnx.ModelProto:
+def cnn(seed: int = 0, channels: int = 4) -> onnx.ModelProto:
     """Conv + BatchNormalization + Relu, an Identity, a Transpose pair, Dropout, Reshape, MatMul + Add,
     a Gemm + BatchNormalization and a Softmax: every onnx rule has something to do."""
     rng = np.random.default_rng(seed)
     f = np.float32
+    c = channels
 
     def t(name, a):
         return nh.from_array(np.asarray(a), name)
 
     inits = [
-        t("W", rng.standard_normal((4, 3, 3, 3)).astype(f) * 0.3), t("cb", rng.standard_normal(4).astype(f)),
-        t("g", (rng.random(4) + 0.5).astype(f)), t("b", rng.standard_normal(4).astype(f)),
-        t("m", rng.standard_normal(4).astype(f)), t("v", (rng.random(4) + 0.5).astype(f)),
-        t("shp", np.array([-1, 64], np.int64)),
-        t("FW", rng.standard_normal((64, 16)).astype(f) * 0.2), t("FB", rng.standard_normal(16).astype(f)),
+        t("W", rng.standard_normal((c, 3, 3, 3)).astype(f) * 0.3), t("cb", rng.standard_normal(c).astype(f)),
+        t("g", (rng.random(c) + 0.5).astype(f)), t("b", rng.standard_normal(c).astype(f)),
+        t("m", rng.standard_normal(c).astype(f)), t("v", (rng.random(c) + 0.5).astype(f)),
+        t("shp", np.array([-1, 16 * c], np.int64)),
+        t("FW", rng.standard_normal((16 * c, 16)).astype(f) * 0.2), t("FB", rng.standard_normal(16).astype(f)),
         t("GW", rng.standard_normal((16, 10)).astype(f) * 0.3), t("GC", rng.standard_normal(10).astype(f)),
         t("g2", (rng.random(10) + 0.5).astype(f)), t("b2", rng.standard_normal(10).astype(f)),
         t("m2", rng.standard_normal(10).astype(f)), t("v2", (rng.random(10) + 0.5).astype(f)),

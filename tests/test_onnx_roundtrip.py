@@ -126,7 +126,7 @@ def test_every_dtype_keeps_its_values():
 
 
 def _external_model(tmp_path, location="weights.bin"):
-    m = M.cnn()
+    m = M.cnn(channels=16)  # a conv weight over 1 KB: its folded copy goes to the output's data file
     convert_model_to_external_data(m, all_tensors_to_one_file=True, location=location, size_threshold=64)
     d = tmp_path / "src"
     d.mkdir()
@@ -154,6 +154,7 @@ def test_external_data_model_compiles_and_runs(tmp_path):
     src = _external_model(tmp_path)
     x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
     want = session(str(src / "model.onnx")).run(None, {"X": x})[0]
+    before = {f: (src / f).read_bytes() for f in os.listdir(src)}
     opt = graphir.compile(str(src / "model.onnx"))
     dst = tmp_path / "opt.onnx"
     opt.save(str(dst))
@@ -162,6 +163,7 @@ def test_external_data_model_compiles_and_runs(tmp_path):
     assert (tmp_path / "opt.onnx.data").exists()
     got = session(str(dst)).run(None, {"X": x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert {f: (src / f).read_bytes() for f in os.listdir(src)} == before
 
 
 def test_large_external_data_is_not_read(tmp_path):
