@@ -231,3 +231,19 @@ def test_sibling_bodies_may_reuse_names():
     x = np.array([1.0, -3.0], np.float32)
     opt = graphir.compile(m)
     np.testing.assert_array_equal(run(to_model(opt.ir), {"X": x})[0], run(m, {"X": x})[0])
+
+
+def test_sparse_initializer():
+    """Kept sparse (ONNX types it sparse_tensor, which the default-domain ops do not take), decodable."""
+    values = nh.from_array(np.array([5.0, -1.0], np.float32), "S")
+    indices = nh.from_array(np.array([1, 6], np.int64), "S_idx")
+    g = h.make_graph([h.make_node("Relu", ["X"], ["Y"])], "sparse",
+                     [h.make_tensor_value_info("X", TP.FLOAT, [2, 4])], [h.make_tensor_value_info("Y", TP.FLOAT, [2, 4])])
+    g.sparse_initializer.append(h.make_sparse_tensor(values, indices, [2, 4]))
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", M.OPSET)])
+    onnx.checker.check_model(m, full_check=True)
+    graph = graphir.load(m)
+    want = np.zeros((2, 4), np.float32)
+    want[0, 1], want[1, 2] = 5.0, -1.0
+    np.testing.assert_array_equal(graph.initializers["S"].const.numpy(), want)
+    assert serialized(to_model(graph)) == serialized(m)

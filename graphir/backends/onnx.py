@@ -272,13 +272,13 @@ class _Writer:
             gp.input.append(self.value_info(n, a, io.get(("in", n))))
         for k, v in g.initializers.items():
             self.define(v, k)
-            self.tensor(v.const, self.name(v), gp.initializer.add())
+            enc = v.const.encoded
+            if enc is not None and enc[0] == "onnx.sparse" and enc[1].values.name == self.name(v):
+                gp.sparse_initializer.add().CopyFrom(enc[1])  # untouched: as sparse as it came
+            else:
+                self.tensor(v.const, self.name(v), gp.initializer.add())
         for k, t in defaults.items():
             self.tensor(t, k, gp.initializer.add())
-        for b in g.attrs.get("onnx.sparse_initializers", []):
-            from onnx import SparseTensorProto
-
-            gp.sparse_initializer.append(SparseTensorProto.FromString(b))
         for n in _stable_topo(g):
             nd = NodeProto()
             extra = n.meta.get("onnx.node_extra")

@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional, Sequence
 
+import numpy as np
+
 from ..dialects.onnx import DOMAIN, VARIANT, dtype_from_onnx, join_op, schema
 from ..errors import ModelLoadError, describe, one_line
 from ..ir import Graph, Port, Value
@@ -209,6 +211,25 @@ def tensor_from_proto(t, base_dir: str) -> Tensor:
     return Tensor(dtype_from_onnx(t.data_type), Shape(t.dims), decode=decode, encoded=("onnx", t, base_dir))
 
 
+def sparse_from_proto(sp, base_dir: str) -> Tensor:
+    """A sparse initializer as a dense IR constant (decoded when asked) that is written back sparse while
+    untouched: its encoded form is the SparseTensorProto."""
+    from onnx import numpy_helper
+
+    def decode():
+        values = numpy_helper.to_array(sp.values, base_dir=base_dir)
+        dense = np.zeros(tuple(sp.dims), values.dtype)
+        idx = numpy_helper.to_array(sp.indices, base_dir=base_dir) if sp.HasField("indices") else np.zeros(0, int)
+        if idx.ndim == 2:  # coordinates, one row per value
+            dense[tuple(idx.T)] = values
+        else:  # linear indices into the flattened tensor
+            dense.reshape(-1)[idx] = values
+        return dense
+
+    return Tensor(dtype_from_onnx(sp.values.data_type), Shape(sp.dims), decode=decode,
+                  encoded=("onnx.sparse", sp, base_dir))
+
+
 def attr_value(a, base_dir: str, subgraph: Callable):
     """An AttributeProto's value in IR form (subgraphs through ``subgraph(GraphProto, attr name)``)."""
     from onnx import AttributeProto as A
@@ -301,9 +322,10 @@ class _Converter:
                 defaults[vi.name] = tensor_from_proto(inits[vi.name], self.base_dir)
         if defaults:
             graph.attrs["onnx.input_defaults"] = defaults
-        if g.sparse_initializer:
-            graph.attrs["onnx.sparse_initializers"] = [s.SerializeToString(deterministic=True)
-                                                       for s in g.sparse_initializer]
+        for sp in g.sparse_initializer:
+            # ONNX types it sparse_tensor(...), which only a few ops take: variant here, like other non-tensors.
+            t = sparse_from_proto(sp, self.base_dir)
+            scope[sp.values.name] = graph.add_initializer(sp.values.name, t, TensorType(VARIANT, t.shape))
         if g.doc_string:
             graph.attrs["onnx.doc_string"] = g.doc_string
         extra = _extra(g, _GRAPH_CORE | {"sparse_initializer"})
