@@ -13,7 +13,7 @@ VENV_INC ?= .venv-inc
 # OpenVINO, another rival there, reads the frozen .pb itself and needs no TF: its own venv keeps its pins apart.
 VENV_OV ?= .venv-ov
 
-.PHONY: all demo test test-fast bench bench-compile bench-bf16 fuzz clean
+.PHONY: all demo test test-fast bench bench-compile bench-bf16 fuzz bench-onnx clean
 
 all: test
 
@@ -57,6 +57,9 @@ N ?= 2000
 START ?= 0
 fuzz: $(VENV)/.installed
 	$(PY) benchmarks/fuzz.py --seeds $(N) --start $(START)
+
+bench-onnx: $(VENV)/.installed
+	$(PY) benchmarks/onnx_node_tests.py --failures-only
 
 clean:
 	rm -rf out build dist graphir_workspace nc_workspace *.egg-info .pytest_cache .graphir-cache

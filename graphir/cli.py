@@ -66,7 +66,10 @@ def check_output_path(out: str, model: str, fmt: Optional[str] = None) -> None:
         raise GraphirError(f"{out}: is {what}; refusing to replace it with {kind}")
 
 
-def _tf():
+def _tf(*models: str):
+    """Import TensorFlow quietly, unless every model is ONNX (those never need it)."""
+    if models and all(m.lower().endswith(".onnx") for m in models):
+        return None
     from .quiet import import_tf_quietly
 
     return import_tf_quietly()
@@ -117,6 +120,12 @@ def cmd_compile(a) -> int:
         asked = None if a.precisions is None else compiler.parse_precisions(a.precisions)
     except ConfigError as e:
         raise ConfigError("--precisions: " + str(e).split(": ", 1)[-1]) from None  # not "precisions[0]"
+    if fmt == "onnx" and not a.model.lower().endswith((".onnx", ".gir")):
+        raise ConfigError(f"--format onnx: {a.model} is not an ONNX model; exporting TensorFlow models to ONNX is "
+                          f"not supported")
+    if fmt == "onnx" and asked and "bf16" in asked:
+        raise ConfigError("--precisions: bf16 is not supported for ONNX output (ONNX Runtime's CPU provider has "
+                          "no bf16 kernels); use fp32")
     inputs, outputs = _names(a.inputs, "--inputs"), _names(a.outputs, "--outputs")
     if a.config is not None and not os.path.isfile(a.config):
         raise ConfigError(f"{a.config}: no such config file")
@@ -140,7 +149,7 @@ def cmd_compile(a) -> int:
 
     phases = _Phases()
     t = time.perf_counter()
-    _tf()
+    _tf(a.model)
     t = phases.add("tf start-up", t)
     import graphir
     from .runtime_check.check import CannotRunOriginal, reference_run, require_runnable
@@ -243,7 +252,7 @@ def cmd_dump(a) -> int:
         raise ConfigError(f"unknown --format {a.format!r}; expected text or dot")
     if a.output:
         check_output_path(a.output, a.model, "text")
-    _tf()
+    _tf(a.model)
     import graphir
 
     graph = graphir.load(a.model, inputs, outputs)
@@ -275,7 +284,7 @@ def cmd_check(a) -> int:
         raise ConfigError("--inputs-npz: the arrays have their own shapes; drop --input-shapes/--batch-size")
     if a.inputs_npz is not None and not os.path.isfile(a.inputs_npz):
         raise GraphirError(f"{a.inputs_npz}: no such inputs file")
-    _tf()
+    _tf(a.original, a.optimized)
     rep = check_models(a.original, a.optimized, inputs_npz=a.inputs_npz, rtol=a.rtol, atol=a.atol,
                        samples=a.samples, dim=a.dim, seed=a.seed, inputs=inputs, outputs=outputs,
                        input_shapes=a.input_shapes, batch_size=a.batch_size)

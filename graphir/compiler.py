@@ -85,10 +85,10 @@ class OptimizedModel:
         self.ir.save(path, format=format)
 
     def __call__(self, *args, **feeds):
-        from .runtime_check.runner import Runner
+        from .ir.dialect import graph_dialect
 
         if self._runner is None:
-            self._runner = Runner(self.ir)
+            self._runner = graph_dialect(self.ir).runner(self.ir)
         if args:
             if len(args) != len(self.ir.inputs):
                 raise ValueError(f"model takes {len(self.ir.inputs)} inputs, got {len(args)}")
@@ -156,7 +156,7 @@ def compile_graph(graph: Graph, opts: CompileOptions, original: Optional[Graph] 
         # Kept in the graph's meta, so any run of it or of its copies (the bf16 timing) uses them.
         graph.meta["input_shapes"] = resolve_input_shapes(graph, opts.input_shapes, "input_shapes")
     report: dict[str, Any] = {"precisions": list(opts.precisions), "warnings": [], "bf16_measured_speedup": None}
-    pipeline = default_pipeline(opts, report) if opts.passes is None else opts.passes
+    pipeline = default_pipeline(opts, report, graph) if opts.passes is None else opts.passes
     pm_opts = dict(verify=opts.verify_each, print_ir_after_all=opts.print_ir_after_all,
                    print_ir_after=opts.print_ir_after, dump_dir=opts.dump_dir, out=log)
     pm = PassManager.from_pipeline(pipeline, **pm_opts)

@@ -101,7 +101,7 @@ def test_unknown_output_name(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--format", "onnx"], "--format"),
+    (["--format", "tflite"], "--format"),
     (["--target", "tpu"], "--target"),
     (["--precisions", "int8"], "--precisions: 'int8' is not one of bf16, fp32"),
     (["--outputs", "a b"], "--outputs"),

@@ -192,5 +192,7 @@ def test_unwritable_outputs_are_one_line_errors(tmp_path):
         graph.save(str(tmp_path / "sm"), format="saved_model")
     assert "\n" not in str(ei.value)
     with pytest.raises(GraphirError, match="unknown output format"):
+        graph.save(str(tmp_path / "m.tflite"), format="tflite")
+    with pytest.raises(GraphirError, match="not an ONNX graph"):  # no TF -> ONNX export (yet)
         graph.save(str(tmp_path / "m.onnx"), format="onnx")
     assert os.listdir(tmp_path) == []

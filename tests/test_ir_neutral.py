@@ -84,7 +84,7 @@ def test_replace_node_and_misuse_errors():
     with pytest.raises(IRError, match="does not belong"):
         g.set_input(g.node("Clip"), 0, Graph().add_argument("z", F))
     with pytest.raises(TypeError):
-        g.add_node("Neg", [], {}, [F], domain="tf")  # a domain is required: the core has no default framework
+        g.add_node("Neg", [], {}, [F])  # a domain is required: the core has no default framework
 
 
 def test_unregistered_domain_is_conservative_and_registered_dialect_answers():

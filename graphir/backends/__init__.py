@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-FORMATS = ("pb", "pbtxt", "saved_model", "gir")
+FORMATS = ("pb", "pbtxt", "saved_model", "gir", "onnx")
 
 
 def infer_format(path: str) -> str:
@@ -14,6 +14,8 @@ def infer_format(path: str) -> str:
         return "pb"
     if path.endswith(".gir"):
         return "gir"
+    if path.lower().endswith(".onnx"):
+        return "onnx"
     return "saved_model"
 
 
@@ -34,6 +36,11 @@ def save(graph, path, format: Optional[str] = None, **kwargs) -> None:
         from .atomic import atomic_write_text
 
         atomic_write_text(path, print_graph(graph, full_constants=True))
+        return
+    if format == "onnx":
+        from . import onnx as onnx_backend
+
+        onnx_backend.save(graph, path, **kwargs)
         return
     from . import tf as tf_backend
 

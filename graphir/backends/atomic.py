@@ -50,3 +50,30 @@ def atomic_directory(path: str):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def atomic_files():
+    """Write several files that appear together: ``add(path)`` returns a temporary sibling to write; on
+    success every temporary is renamed over its target, in the order added (put the file that makes the
+    others meaningful, e.g. a model next to its data files, last). On failure all temporaries go."""
+    pending: list[tuple[str, str]] = []
+
+    def add(path: str) -> str:
+        d = os.path.dirname(os.path.abspath(path))
+        os.makedirs(d, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".graphir-", dir=d)
+        os.fchmod(fd, 0o666 & ~_umask())
+        os.close(fd)
+        pending.append((tmp, path))
+        return tmp
+
+    try:
+        yield add
+        for tmp, path in pending:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in pending:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise

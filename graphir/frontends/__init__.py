@@ -22,8 +22,9 @@ def split_names(names: Names) -> Optional[list[str]]:
 def load(model, inputs: Names = None, outputs: Names = None, *, signature: str = "serving_default") -> Graph:
     """Load ``model`` into the IR.
 
-    ``model`` is a path (``.pb``, ``.pbtxt``, ``.gir``, SavedModel directory, ``.keras``/``.h5``) or an
-    in-memory ``Graph``, ``GraphDef``, ``tf.Graph``, ``ConcreteFunction`` or ``keras.Model``."""
+    ``model`` is a path (``.pb``, ``.pbtxt``, ``.gir``, ``.onnx``, SavedModel directory, ``.keras``/``.h5``) or
+    an in-memory ``Graph``, ``GraphDef``, ``onnx.ModelProto``, ``tf.Graph``, ``ConcreteFunction`` or
+    ``keras.Model``."""
     inputs, outputs = split_names(inputs), split_names(outputs)
     if isinstance(model, Graph):
         from .select import select_signature
@@ -39,6 +40,10 @@ def load(model, inputs: Names = None, outputs: Names = None, *, signature: str =
         except ParseError as e:
             raise ModelLoadError(str(e)) from None
         return select_signature(graph, inputs, outputs)
+    from . import onnx as onnx_frontend
+
+    if onnx_frontend.is_onnx_path(model) or type(model).__name__ == "ModelProto":
+        return onnx_frontend.load(model, inputs, outputs)
     from . import tf as tf_frontend
 
     return tf_frontend.load(model, inputs, outputs, signature=signature)

@@ -96,6 +96,9 @@ _BASE = [
     ("i2", getattr(ml_dtypes, "int2", None), 1, False),
     ("u2", getattr(ml_dtypes, "uint2", None), 1, False),
     ("f4e2m1fn", getattr(ml_dtypes, "float4_e2m1fn", None), 1, True),
+    ("f8e8m0fnu", getattr(ml_dtypes, "float8_e8m0fnu", None), 1, True),
+    ("f6e2m3fn", getattr(ml_dtypes, "float6_e2m3fn", None), 1, True),
+    ("f6e3m2fn", getattr(ml_dtypes, "float6_e3m2fn", None), 1, True),
 ]
 for _name, _np, _size, _isf in _BASE:
     _b = DType(_name, _np, _size, _isf)

@@ -1,15 +1,21 @@
-"""Running graphs and evaluating constants in TensorFlow: the tf dialect's runtime, used by constant
-folding, ``graphir check``, ``graphir bench``, the tuner and benchmarks."""
+"""Running graphs and evaluating constants: TensorFlow for the tf dialect, ONNX Runtime for the onnx
+dialect; used by constant folding, ``graphir check``, ``graphir bench``, the tuner and benchmarks."""
 from .runner import Runner, random_inputs
 
 
 def register_runtimes() -> None:
-    """Attach TensorFlow's evaluator and runner to the tf dialect (idempotent)."""
+    """Attach TensorFlow's evaluator and runner to the tf dialect, ONNX Runtime's to the onnx dialect
+    (idempotent)."""
     from ..dialects import TF
+    from ..dialects.onnx import ONNX
+    from . import onnx_eval
+    from .ort_runner import OrtRunner
     from .tf_eval import evaluate
 
     TF.set_evaluator(evaluate)
     TF.set_runner(Runner)
+    ONNX.set_evaluator(onnx_eval.evaluate)
+    ONNX.set_runner(OrtRunner)
 
 
 __all__ = ["Runner", "random_inputs", "register_runtimes"]

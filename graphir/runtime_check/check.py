@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import GraphirError, ModelLoadError, describe, one_line
 from ..ir import Graph
+from ..ir.dialect import graph_dialect
 from ..ir.printer import Elided
 from ..ir.types import Tensor
 
@@ -218,7 +219,7 @@ class Reference:
         order = [b_names.index(n) for n in a_names] if sorted(a_names) == sorted(b_names) else list(range(len(a_names)))
         errors = _run_errors()
         try:
-            run_b = Runner(optimized, optimize=False)
+            run_b = graph_dialect(optimized).runner(optimized, optimize=False)
         except errors as e:
             report.outputs = [OutputCheck(n, ok=False, problem=f"optimized model cannot be loaded into TF: "
                                                                f"{tf_error_line(e)}") for n in a_names]
@@ -311,7 +312,7 @@ def reference_run(original: Graph, *, feeds_list: Optional[list[dict]] = None, s
         raise CannotRunOriginal(f"cannot run the original model: this TensorFlow has no op {', '.join(unknown)}")
     errors = _run_errors()
     try:
-        run_a = Runner(original, optimize=False)
+        run_a = graph_dialect(original).runner(original, optimize=False)
     except errors as e:
         raise CannotRunOriginal(f"cannot load the original model into TF: {tf_error_line(e)}") from None
     try:

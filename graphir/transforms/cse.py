@@ -58,7 +58,9 @@ class CSE(Pass):
             info = n.info
             if not info.pure or info.source or n.name in skip:
                 continue
-            ins = [(v.node.name, v.index) for v in n.inputs]
+            # Values no node produces (arguments, initializers) are keyed by name; an absent operand by "".
+            ins = [("", -2) if v is None else (v.name, -1) if v.node is None else (v.node.name, v.index)
+                   for v in n.inputs]
             if info.commutative and len(ins) >= 2 and ins[1] < ins[0]:
                 ins[0], ins[1] = ins[1], ins[0]
             ctrl = frozenset(c.name for c in n.control_inputs)

@@ -36,6 +36,6 @@ class DCE(Pass):
                     dropped += 1
             info = n.info
             if (info.pure or info.source) and not n.control_inputs \
-                    and all(v.node.name in clean for v in n.inputs):
+                    and all(v is None or v.node is None or v.node.name in clean for v in n.inputs):
                 clean.add(n.name)
         return dropped

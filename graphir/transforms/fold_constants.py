@@ -41,7 +41,7 @@ class FoldConstants(Pass):
                 if consts:
                     # Every output's constant (ShapeN has several) lets its readers fold in this run.
                     shapes += 1
-                    evaluable.update(c.node.name for c in consts)
+                    evaluable.update(c.node.name for c in consts if c.node is not None)
                     continue
             if self._evaluable(n, evaluable, keep_inputs):
                 evaluable.add(n.name)
@@ -86,8 +86,14 @@ class FoldConstants(Pass):
         info = n.info
         if not info.pure or not info.foldable or info.source or not n.outputs:
             return False
-        if any(v is None or v.node is None or v.node.name not in evaluable for v in n.inputs):
-            return False
+        for v in n.inputs:
+            if v is None:
+                continue  # an absent optional operand
+            if v.node is None:  # an initializer is a constant; a graph argument is not
+                if v.const is None or v.const.digest_only:
+                    return False
+            elif v.node.name not in evaluable:
+                return False
         for v in n.outputs:
             if v.dtype.is_ref or v.dtype.np is None:
                 return False
@@ -147,6 +153,6 @@ class FoldConstants(Pass):
             graph.replace_all_uses_with(v, c, outputs=True)
             consts.append(c)
         graph.remove_node(n, forward_control=False)
-        if len(n.outputs) == 1:
+        if len(n.outputs) == 1 and consts[0].node is not None:  # an initializer has no node to rename
             graph.rename(consts[0].node, n.name)
         return consts

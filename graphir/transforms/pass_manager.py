@@ -150,14 +150,27 @@ FP32_PIPELINE = [
 ]
 
 
-def default_pipeline(opts, report: Optional[dict] = None) -> Pipeline:
+# The FP32 pipeline for ONNX graphs: the generic passes around the onnx rule sets.
+ONNX_FP32_PIPELINE = ["strip-unused", "onnx-simplify", "fold-constants", "onnx-simplify", "onnx-fuse", "cse", "dce"]
+
+
+def default_pipeline(opts, report: Optional[dict] = None, graph: Optional[Graph] = None) -> Pipeline:
     """The pipeline ``graphir.compile`` runs for ``opts`` (precisions, target, op overrides): the FP32
-    passes, plus the precision passes when bf16 survives the target, ordered by their declared phases."""
+    passes, plus the precision passes when bf16 survives the target, ordered by their declared phases.
+    For a ``graph`` of the onnx dialect: the ONNX FP32 pipeline (bf16 is refused: ONNX Runtime's CPU
+    provider has no bf16 kernels)."""
     from ..runtime_check.target import resolve
     from .base import PASSES, PHASES
     from .pipeline import load_passes
 
     load_passes()
+    from ..dialects.onnx import is_onnx_graph
+
+    if graph is not None and is_onnx_graph(graph):
+        if "bf16" in getattr(opts, "precisions", ["fp32"]):
+            raise ConfigError("--precisions: bf16 is not supported for ONNX models (ONNX Runtime's CPU "
+                              "provider has no bf16 kernels); use fp32")
+        return Pipeline([PASSES[n]() for n in ONNX_FP32_PIPELINE])
     report = report if report is not None else {}
     target = getattr(opts, "target", "native")
     passes: list[Pass] = [PASSES[n](target=target) if n == "lower-onednn" else PASSES[n]() for n in FP32_PIPELINE]

@@ -65,7 +65,11 @@ def remove_unreachable(graph: Graph, extra_roots: Iterable[Node] = ()) -> int:
     (by data, control or capture edges). Returns the number removed."""
     roots = [p.value.node for p in itertools.chain(graph.inputs, graph.outputs) if p.value.node is not None]
     live = graph.ancestors(roots + list(extra_roots))
-    return graph.remove_nodes([n for n in graph.nodes() if n.name not in live])
+    removed = graph.remove_nodes([n for n in graph.nodes() if n.name not in live])
+    for v in list(graph.initializers.values()):  # initializers nothing reads any more
+        if not graph.has_uses(v) and not any(p.value is v for p in graph.inputs):
+            graph.remove_initializer(v)
+    return removed
 
 
 def sole_use(graph: Graph, v: Value) -> Optional[tuple[Node, int]]:

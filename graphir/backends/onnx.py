@@ -1,0 +1,447 @@
+"""The ONNX backend: an ``onnx`` IR graph back to a ``ModelProto`` / ``.onnx`` file.
+
+What the frontend kept comes back as it was: value and node names (an empty node name stays empty), node
+order where it is still topological, initializers (an untouched constant is its original TensorProto,
+external-data references included), attribute kinds (from the node's record or the op schema), model
+fields, op set imports in their order, local functions, doc strings and metadata, and the original
+``ValueInfoProto`` of every value whose type did not change. Values new to the graph get names that
+clash with nothing in any scope.
+
+External data: a tensor that was external stays in the same file at the same offset; :func:`save` copies
+each such file next to the output (in chunks) unless it is already there. New tensors of a model that had
+external data, and every large tensor of a model that would pass 2 GB, go to ``<output>.data``. The data
+files and the model appear together (:func:`graphir.backends.atomic.atomic_files`).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Optional
+
+from ..dialects.onnx import DOMAIN, attr_type, dtype_to_onnx, is_onnx_graph, split_op
+from ..errors import GraphirError, one_line
+from ..ir import Graph, Node, Value
+from ..ir.types import DType, Subgraph, Tensor, TensorType
+
+EXTERNAL_MIN_BYTES = 1024          # new tensors at least this big go to the data file of an external model
+PROTO_LIMIT = (2 << 30) - (64 << 20)  # stay clear of protobuf's 2 GB message limit
+
+
+def _is_external(p) -> bool:
+    from onnx import TensorProto
+
+    return p.data_location == TensorProto.EXTERNAL
+
+
+def _ext_info(p) -> dict:
+    return {e.key: e.value for e in p.external_data}
+
+
+def _read_external(p, base_dir: str) -> bytes:
+    info = _ext_info(p)
+    with open(os.path.join(base_dir, info["location"]), "rb") as f:
+        f.seek(int(info.get("offset", 0) or 0))
+        n = info.get("length")
+        return f.read(int(n)) if n else f.read()
+
+
+def _stable_topo(graph: Graph) -> list[Node]:
+    """Nodes in insertion order where that order is topological; a node is moved only behind what it
+    reads (new nodes appended by passes land right before their first reader)."""
+    order: list[Node] = []
+    done: set[int] = set()
+    onstack: set[int] = set()
+    for root in graph.nodes():
+        if id(root) in done:
+            continue
+        stack = [(root, False)]
+        while stack:
+            n, expanded = stack.pop()
+            if id(n) in done:
+                continue
+            if expanded:
+                onstack.discard(id(n))
+                done.add(id(n))
+                order.append(n)
+                continue
+            onstack.add(id(n))
+            stack.append((n, True))
+            preds = [v.node for v in n.inputs if v is not None and v.node is not None]
+            preds += [v.node for _, sg in n.subgraphs() for v in sg.captures if v.node is not None]
+            for p in reversed(preds):
+                if id(p) not in done and id(p) not in onstack:
+                    stack.append((p, False))
+    return order
+
+
+def _compatible(orig: TensorType, cur: TensorType) -> bool:
+    """An original declared type still describes the value (its known dims agree)."""
+    if orig.dtype is not cur.dtype:
+        return False
+    if orig.shape.dims is None:
+        return True
+    if cur.shape.dims is None or len(orig.shape.dims) != len(cur.shape.dims):
+        return False
+    return all(o is None or o == c for o, c in zip(orig.shape.dims, cur.shape.dims))
+
+
+class _Writer:
+    def __init__(self, graph: Graph, external: str):
+        self.graph = graph
+        self.external = external      # "keep" (references stay) or "inline" (read into the proto)
+        self.names: dict[int, str] = {}
+        self.scopes: list[set[str]] = []  # names defined in the graph being written and its enclosing ones
+        self.reserved = self._own_names(graph)
+        self.ext_sources: dict[str, str] = {}    # location -> source directory, for save() to copy
+        self.spill = None  # raw bytes -> (location, offset): where new tensors go in an external-data model
+
+    @classmethod
+    def _own_names(cls, g: Graph) -> set[str]:
+        out = set(g.initializers) | {v.name for v in g.arguments} | {v.name for v in g.captures}
+        for n in g.nodes():
+            out.update(v._name for v in n.outputs if v._name is not None)
+            for _, sg in n.subgraphs():
+                out |= cls._own_names(sg.graph)
+        return out
+
+    def taken(self, name: str) -> bool:
+        return any(name in s for s in self.scopes)
+
+    def define(self, v: Value, want: Optional[str] = None) -> str:
+        """The name ``v`` is written under: its own, unless an enclosing scope took it (sibling bodies may
+        reuse names); a derived name also avoids every own name of the model."""
+        name = want if want is not None else v.name
+        own = want is not None or v._name is not None or v.node is None
+        if self.taken(name) or (not own and name in self.reserved):
+            base, i = name, 0
+            while self.taken(name) or name in self.reserved:
+                name = f"{base}_{i}"
+                i += 1
+        self.scopes[-1].add(name)
+        self.names[id(v)] = name
+        return name
+
+    def name(self, v: Value) -> str:
+        n = self.names.get(id(v))
+        if n is None:
+            raise GraphirError(f"value {v.name!r} is used before it is defined")
+        return n
+
+    # ------------------------------------------------------------------ tensors and attributes
+    def tensor(self, t: Tensor, name: str, p) -> None:
+        """Fill TensorProto ``p`` (already in place in the model, so nothing is copied twice)."""
+        from onnx import TensorProto, numpy_helper
+
+        enc = t.encoded
+        if enc is not None and enc[0] == "onnx" and list(enc[1].dims) == list(t.shape.dims or ()) \
+                and enc[1].data_type == dtype_to_onnx(t.dtype):
+            p.CopyFrom(enc[1])
+            if p.name != name:  # (an unset name stays unset)
+                p.name = name
+            if _is_external(p):
+                if self.external == "inline":
+                    raw = _read_external(p, enc[2])
+                    p.ClearField("external_data")
+                    p.data_location = TensorProto.DEFAULT
+                    p.raw_data = raw
+                else:
+                    self.ext_sources.setdefault(_ext_info(p)["location"], enc[2])
+            return
+        if t.digest_only:
+            raise GraphirError(f"constant {name!r} has only a digest (an abbreviated dump); re-create it with "
+                               f"`graphir dump --full-constants`")
+        a = t.numpy()
+        if t.dtype.np is not None and a.dtype != t.dtype.np:
+            a = a.astype(t.dtype.np)
+        p.CopyFrom(numpy_helper.from_array(a, name))
+        if self.spill is not None and len(p.raw_data) >= EXTERNAL_MIN_BYTES:
+            loc, off = self.spill(p.raw_data)
+            p.ClearField("raw_data")
+            p.data_location = TensorProto.EXTERNAL
+            for k, v in (("location", loc), ("offset", str(off)), ("length", str(t.nbytes))):
+                e = p.external_data.add()
+                e.key, e.value = k, v
+
+    def attribute(self, node: Node, key: str, v):
+        from onnx import AttributeProto as A
+        from onnx import SparseTensorProto, TypeProto
+
+        kind = node.meta.get("onnx.attr_types", {}).get(key)
+        if kind is None:
+            kind = attr_type(node, key)
+            kind = int(kind.value) if kind is not None else self._guess(v)
+        a = A(name=key, type=kind)
+        if kind == A.FLOAT:
+            a.f = float(v)
+        elif kind == A.INT:
+            a.i = dtype_to_onnx(v) if isinstance(v, DType) else int(v)
+        elif kind == A.STRING:
+            a.s = v.encode() if isinstance(v, str) else bytes(v)
+        elif kind == A.TENSOR:
+            self.tensor(v, self._tensor_name(v), a.t)
+        elif kind == A.GRAPH:
+            a.g.CopyFrom(self.graph_proto(v.graph, [self.name(c) for c in v.captures]))
+        elif kind == A.FLOATS:
+            a.floats.extend(float(x) for x in v)
+        elif kind == A.INTS:
+            a.ints.extend(dtype_to_onnx(x) if isinstance(x, DType) else int(x) for x in v)
+        elif kind == A.STRINGS:
+            a.strings.extend(x.encode() if isinstance(x, str) else bytes(x) for x in v)
+        elif kind == A.TENSORS:
+            for x in v:
+                self.tensor(x, self._tensor_name(x), a.tensors.add())
+        elif kind == A.SPARSE_TENSOR:
+            a.sparse_tensor.ParseFromString(v)
+        elif kind == A.TYPE_PROTO:
+            a.tp.ParseFromString(v)
+        elif kind == A.SPARSE_TENSORS:
+            a.sparse_tensors.extend(SparseTensorProto.FromString(x) for x in v)
+        elif kind == A.TYPE_PROTOS:
+            a.type_protos.extend(TypeProto.FromString(x) for x in v)
+        else:
+            raise GraphirError(f"node {node.name!r}: cannot write attribute {key!r} of kind {kind}")
+        return a
+
+    @staticmethod
+    def _tensor_name(t: Tensor) -> str:
+        return t.encoded[1].name if t.encoded is not None and t.encoded[0] == "onnx" else ""
+
+    @staticmethod
+    def _guess(v) -> int:
+        from onnx import AttributeProto as A
+
+        if isinstance(v, (bool, int, DType)):
+            return A.INT
+        if isinstance(v, float):
+            return A.FLOAT
+        if isinstance(v, (str, bytes)):
+            return A.STRING
+        if isinstance(v, Tensor):
+            return A.TENSOR
+        if isinstance(v, Subgraph):
+            return A.GRAPH
+        if isinstance(v, (list, tuple)):
+            first = v[0] if v else 0
+            return {A.INT: A.INTS, A.FLOAT: A.FLOATS, A.STRING: A.STRINGS, A.TENSOR: A.TENSORS}.get(
+                _Writer._guess(first), A.INTS)
+        raise GraphirError(f"cannot write attribute value of type {type(v).__name__} to ONNX")
+
+    # ------------------------------------------------------------------ value infos
+    def value_info(self, name: str, v: Value, orig: Optional[bytes]):
+        from onnx import ValueInfoProto, helper
+
+        from ..frontends.onnx import type_from_proto
+
+        if orig is not None:
+            vi = ValueInfoProto.FromString(orig)
+            if vi.name == name and (not vi.HasField("type") or _compatible(type_from_proto(vi.type), v.type)):
+                return vi
+            if v.dtype.name == "variant":
+                vi.name = name
+                return vi
+        else:
+            vi = ValueInfoProto()
+        if v.dtype.name == "variant":
+            return helper.make_value_info(name, helper.TypeProto())
+        dims = None if v.shape.dims is None else list(v.shape.dims)
+        new = helper.make_tensor_value_info(name, dtype_to_onnx(v.dtype), dims)
+        vi.name = name
+        vi.type.CopyFrom(new.type)
+        return vi
+
+    # ------------------------------------------------------------------ graphs
+    def graph_proto(self, g: Graph, capture_names: list[str]):
+        self.scopes.append(set())
+        try:
+            return self._graph_proto(g, capture_names)
+        finally:
+            self.scopes.pop()
+
+    def _graph_proto(self, g: Graph, capture_names: list[str]):
+        from onnx import GraphProto, NodeProto
+
+        gp = GraphProto(name=g.name)
+        for c, n in zip(g.captures, capture_names):
+            self.names[id(c)] = n
+        io = g.meta.get("onnx.io", {})
+        defaults = g.attrs.get("onnx.input_defaults", {})
+        port_args = [p.value for p in g.inputs if p.value.is_argument]
+        args = port_args + [a for a in g.arguments if all(a is not b for b in port_args)]
+        for a in args:
+            n = self.define(a, a.name)
+            gp.input.append(self.value_info(n, a, io.get(("in", n))))
+        for k, v in g.initializers.items():
+            self.define(v, k)
+            enc = v.const.encoded
+            if enc is not None and enc[0] == "onnx.sparse" and enc[1].values.name == self.name(v):
+                gp.sparse_initializer.add().CopyFrom(enc[1])  # untouched: as sparse as it came
+            else:
+                self.tensor(v.const, self.name(v), gp.initializer.add())
+        for k, t in defaults.items():
+            self.tensor(t, k, gp.initializer.add())
+        for n in _stable_topo(g):
+            nd = NodeProto()
+            extra = n.meta.get("onnx.node_extra")
+            if extra:
+                nd.MergeFromString(extra)
+            domain, op = split_op(n.op_type) if n.domain == DOMAIN else (n.domain, n.op_type)
+            if n.domain != DOMAIN:
+                raise GraphirError(f"node {n.name!r} is a {n.domain} op; only onnx graphs can be written as ONNX")
+            nd.op_type = op
+            if domain or n.meta.get("onnx.domain_set"):
+                nd.domain = domain
+            name = n.meta.get("onnx.name", n.name)
+            if name is not None:
+                nd.name = name
+            nd.input.extend("" if v is None else self.name(v) for v in n.inputs)
+            for k, v in n.attrs.items():
+                nd.attribute.append(self.attribute(n, k, v))
+            absent = set(n.meta.get("onnx.absent_outputs", ()))
+            for i, v in enumerate(n.outputs):
+                nd.output.append("" if i in absent else self.define(v))
+            nd.output.extend([""] * n.meta.get("onnx.trailing_outputs", 0))
+            gp.node.append(nd)
+        for p in g.outputs:
+            vname = self.name(p.value)
+            if vname != p.name:
+                # The output keeps its name: an Identity bridges from the value that now computes it.
+                ident = NodeProto(op_type="Identity", input=[vname], output=[p.name],
+                                  name=self._fresh_node_name(g, p.name))
+                if self.taken(p.name):
+                    raise GraphirError(f"graph output {p.name!r} clashes with another value of that name")
+                self.scopes[-1].add(p.name)
+                gp.node.append(ident)
+            gp.output.append(self.value_info(p.name, p.value, io.get(("out", p.name))))
+        by_name = {}
+        for v in list(g.arguments) + list(g.initializers.values()) + [o for n in g.nodes() for o in n.outputs]:
+            if id(v) in self.names:
+                by_name.setdefault(self.names[id(v)], v)
+        for name, orig in g.meta.get("onnx.value_info", {}).items():
+            v = by_name.get(name)
+            if v is not None:
+                gp.value_info.append(self.value_info(name, v, orig))
+        if "onnx.doc_string" in g.attrs:
+            gp.doc_string = g.attrs["onnx.doc_string"]
+        if "onnx.graph_extra" in g.attrs:
+            gp.MergeFromString(g.attrs["onnx.graph_extra"])
+        return gp
+
+    @staticmethod
+    def _fresh_node_name(g: Graph, base: str) -> str:
+        return g.unique_name(base + "/output")
+
+
+def _ir_version(graph: Graph, opsets: list) -> int:
+    from onnx import helper
+
+    v = graph.attrs.get("onnx.ir_version")
+    return int(v) if v else max(7, helper.find_min_ir_version_for(opsets))
+
+
+def to_model(graph: Graph, *, external: str = "inline", _writer: Optional[_Writer] = None):
+    """The ModelProto of an onnx graph. ``external="inline"`` reads external tensors into the proto
+    (for running it in memory); ``"keep"`` keeps their references (for :func:`save`)."""
+    from onnx import FunctionProto, ModelProto, OperatorSetIdProto, StringStringEntryProto
+
+    if not is_onnx_graph(graph):
+        raise GraphirError("this graph is not an ONNX graph (no onnx op set import); writing other graphs as "
+                           "ONNX is not supported")
+    w = _writer or _Writer(graph, external)
+    a = graph.attrs
+    m = ModelProto()
+    order = a.get("onnx.opset_order") or ([""] * (DOMAIN in graph.opset_imports)
+                                          + [d for d in graph.opset_imports if d != DOMAIN])
+    for d in order:
+        key = DOMAIN if d in ("", "ai.onnx") else d
+        if key in graph.opset_imports:
+            m.opset_import.append(OperatorSetIdProto(domain=d, version=int(graph.opset_imports[key])))
+    m.ir_version = _ir_version(graph, list(m.opset_import))
+    for f, key in (("producer_name", "onnx.producer_name"), ("producer_version", "onnx.producer_version"),
+                   ("domain", "onnx.model_domain"), ("doc_string", "onnx.model_doc_string")):
+        if key in a:
+            setattr(m, f, a[key])
+    if "onnx.model_version" in a:
+        m.model_version = int(a["onnx.model_version"])
+    for k, v in a.get("onnx.metadata_props", []):
+        m.metadata_props.append(StringStringEntryProto(key=k, value=v))
+    m.graph.CopyFrom(w.graph_proto(graph, []))
+    for b in a.get("onnx.functions", []):
+        m.functions.append(FunctionProto.FromString(b))
+    if "onnx.model_extra" in a:
+        m.MergeFromString(a["onnx.model_extra"])
+    return m
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _tensors(g: Graph):
+    """Every constant of ``g`` and its bodies: initializers, input defaults and tensor attributes."""
+    yield from (v.const for v in g.initializers.values())
+    yield from g.attrs.get("onnx.input_defaults", {}).values()
+    for n in g.nodes():
+        for v in n.attrs.values():
+            for x in (v if isinstance(v, list) else [v]):
+                if isinstance(x, Tensor):
+                    yield x
+                elif isinstance(x, Subgraph):
+                    yield from _tensors(x.graph)
+
+
+def save(graph: Graph, path: str, **kwargs) -> None:
+    """Write ``graph`` to ``path`` (``.onnx``) atomically, with its external data files beside it."""
+    from .atomic import atomic_files
+
+    path = os.fspath(path)
+    out_dir = os.path.dirname(os.path.abspath(path))
+    ext_locs, new_bytes, all_bytes = set(), 0, 0
+    for t in _tensors(graph):
+        enc = t.encoded
+        if enc is not None and enc[0] == "onnx" and _is_external(enc[1]):
+            ext_locs.add(os.path.abspath(os.path.join(enc[2], _ext_info(enc[1])["location"])))
+        else:
+            all_bytes += t.nbytes
+            if enc is None and t.nbytes >= EXTERNAL_MIN_BYTES:
+                new_bytes += t.nbytes
+    spill = bool(ext_locs) and new_bytes > 0 or all_bytes > PROTO_LIMIT
+    base = os.path.basename(path)
+    data_name, i = base + ".data", 0
+    while os.path.abspath(os.path.join(out_dir, data_name)) in ext_locs:
+        i += 1
+        data_name = f"{base}.{i}.data"
+    w = _Writer(graph, "keep")
+    try:
+        with atomic_files() as add:
+            data_file = None
+            if spill:
+                data_file = open(add(os.path.join(out_dir, data_name)), "wb")
+
+                def put(raw: bytes):
+                    off = data_file.tell()
+                    data_file.write(raw)
+                    return data_name, off
+
+                w.spill = put
+            try:
+                model = to_model(graph, external="keep", _writer=w)
+            finally:
+                if data_file is not None:
+                    data_file.close()
+            for loc, src_dir in w.ext_sources.items():
+                src, dst = os.path.join(src_dir, loc), os.path.join(out_dir, loc)
+                if _same_file(src, dst):
+                    continue  # already in place: the output sits next to the input's data
+                with open(src, "rb") as fi, open(add(dst), "wb") as fo:
+                    shutil.copyfileobj(fi, fo, 16 << 20)
+            try:
+                data = model.SerializeToString()
+            except ValueError as e:
+                raise GraphirError(f"{path}: model too large to serialize: {one_line(e)}") from None
+            with open(add(path), "wb") as fo:
+                fo.write(data)
+    except OSError as e:
+        raise GraphirError(f"{path}: cannot write: {one_line(e)}") from None

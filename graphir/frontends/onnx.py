@@ -1,0 +1,496 @@
+"""The ONNX frontend: ``.onnx`` files and ``ModelProto`` objects into the IR, losslessly.
+
+A model is read without its external data (tensors stay on disk until a pass needs their values), checked
+(op set >= 13, a schema for every op, external-data files present, ``onnx.checker`` with ``full_check``),
+and typed by ``onnx.shape_inference.infer_shapes(data_prop=True)``, run on a skeleton whose large
+embedded tensors are marked external, so no weights are copied. Graph inputs become arguments,
+initializers initializer values, ``If``/``Loop``/``Scan`` bodies :class:`~graphir.ir.Subgraph` attributes
+whose captures are the outer values the body reads by name. Everything the IR has no field for is kept
+for the backend: model fields and local functions as ``onnx.*`` graph attributes (printed), per-node
+extras (doc strings, metadata, an empty or duplicate node name) in ``Node.meta``, and the original
+``ValueInfoProto`` of inputs, outputs and value_info entries (symbolic dims, doc strings) in
+``Graph.meta``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ..dialects.onnx import DOMAIN, VARIANT, dtype_from_onnx, join_op, schema
+from ..errors import ModelLoadError, describe, one_line
+from ..ir import Graph, Port, Value
+from ..ir.types import Shape, Subgraph, Tensor, TensorType
+
+MIN_OPSET = 13
+# Embedded tensors above this many bytes are hidden from shape inference (marked external) while it runs.
+SKELETON_BYTES = 1 << 16
+
+# Fields with an IR home of their own; any others are kept verbatim (serialized) so nothing is lost.
+_MODEL_CORE = {"graph", "opset_import", "functions", "ir_version", "producer_name", "producer_version",
+               "domain", "model_version", "doc_string", "metadata_props"}
+_GRAPH_CORE = {"node", "name", "input", "output", "initializer", "value_info", "doc_string"}
+_NODE_CORE = {"input", "output", "name", "op_type", "domain", "attribute"}
+_MODEL_STR_ATTRS = ("producer_name", "producer_version", "domain", "doc_string")
+
+
+def is_onnx_path(model) -> bool:
+    return isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx")
+
+
+def _extra(msg, core: set) -> Optional[bytes]:
+    """``msg`` without its ``core`` fields, serialized; None when nothing else is set."""
+    if all(fd.name in core for fd, _ in msg.ListFields()):
+        return None
+    out = type(msg)()
+    for fd, _ in msg.ListFields():
+        if fd.name not in core:
+            f = getattr(msg, fd.name)
+            if hasattr(f, "extend") and not isinstance(f, (str, bytes)):
+                getattr(out, fd.name).extend(f)
+            elif hasattr(f, "CopyFrom"):
+                getattr(out, fd.name).CopyFrom(f)
+            else:
+                setattr(out, fd.name, f)
+    return out.SerializeToString(deterministic=True)
+
+
+# ------------------------------------------------------------------------------------------ reading
+def _read(model) -> tuple:
+    """(ModelProto, base directory for external data, path or None, name for messages)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if isinstance(model, onnx.ModelProto):
+        return model, os.getcwd(), None, "ONNX model"
+    if isinstance(model, (bytes, bytearray)):
+        proto = onnx.ModelProto()
+        try:
+            proto.ParseFromString(bytes(model))
+        except DecodeError as e:
+            raise ModelLoadError(f"not a readable ONNX model ({describe(e)})") from None
+        return proto, os.getcwd(), None, "ONNX model"
+    path = os.fspath(model)
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"{path}: no such file")
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError) as e:
+        raise ModelLoadError(f"{path}: not a readable ONNX model ({describe(e, 160)})") from None
+    return proto, os.path.dirname(os.path.abspath(path)), path, path
+
+
+def _walk_graphs(g):
+    """``g`` and every graph nested in its nodes' attributes."""
+    yield g
+    for nd in g.node:
+        for a in nd.attribute:
+            if a.HasField("g"):
+                yield from _walk_graphs(a.g)
+            for sg in a.graphs:
+                yield from _walk_graphs(sg)
+
+
+def _tensors(proto):
+    """Every TensorProto of the model: initializers and tensor attributes, in functions too."""
+    bodies = list(_walk_graphs(proto.graph))
+    for g in bodies:
+        yield from g.initializer
+    for g, nodes in [(g, g.node) for g in bodies] + [(None, f.node) for f in proto.functions]:
+        for nd in nodes:
+            for a in nd.attribute:
+                if a.HasField("t"):
+                    yield a.t
+                yield from a.tensors
+
+
+def _opsets(proto) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for o in proto.opset_import:
+        out["" if o.domain == "ai.onnx" else o.domain] = o.version
+    return out
+
+
+def check(proto, base_dir: str, path: Optional[str], where: str) -> None:
+    """Reject what graphir cannot read faithfully: no graph, op set < 13, ops without a schema, missing
+    external data, anything ``onnx.checker`` (full check) rejects. One line each."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    if not proto.HasField("graph") or proto.ir_version <= 0:
+        raise ModelLoadError(f"{where}: not an ONNX model (no {'graph' if proto.ir_version > 0 else 'IR version'})")
+    opsets = _opsets(proto)
+    v = opsets.get("")
+    if v is not None and v < MIN_OPSET:
+        raise ModelLoadError(f"{where}: op set {v} is below {MIN_OPSET}, the oldest graphir reads; convert it "
+                             f"with onnx.version_converter.convert_version(model, {MIN_OPSET})")
+    local = {(f.domain, f.name) for f in proto.functions}
+    for g in _walk_graphs(proto.graph):
+        for nd in g.node:
+            dom = "" if nd.domain == "ai.onnx" else nd.domain
+            if (nd.domain, nd.op_type) in local:
+                continue
+            if dom not in opsets:
+                raise ModelLoadError(f"{where}: node {nd.name or nd.op_type!r} uses domain {nd.domain!r}, which "
+                                     f"the model does not import")
+            if schema(join_op(dom, nd.op_type), opsets[dom]) is None:
+                what = f"op {nd.op_type!r}" + (f" of domain {nd.domain!r}" if nd.domain else "")
+                raise ModelLoadError(f"{where}: node {nd.name or nd.op_type!r}: ONNX has no schema for {what} at "
+                                     f"op set {opsets[dom]} (and the model defines no such function)")
+    for t in _tensors(proto):
+        if uses_external_data(t):
+            info = ExternalDataInfo(t)
+            loc = os.path.join(base_dir, info.location)
+            if not os.path.isfile(loc):
+                raise ModelLoadError(f"{where}: external data file {info.location!r} of tensor {t.name!r} is "
+                                     f"missing (looked in {base_dir})")
+            end = (info.offset or 0) + (info.length or 0)
+            if end > os.path.getsize(loc):
+                raise ModelLoadError(f"{where}: external data file {info.location!r} is too short for tensor "
+                                     f"{t.name!r} (needs {end} bytes)")
+    try:
+        if path is not None:
+            onnx.checker.check_model(path, full_check=True)
+        else:
+            onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise ModelLoadError(f"{where}: fails the ONNX checker: {one_line(e, 300)}") from None
+    except ValueError as e:  # e.g. a model over 2 GB given in memory
+        raise ModelLoadError(f"{where}: cannot be checked: {one_line(e, 300)}") from None
+
+
+def infer(proto):
+    """``infer_shapes(data_prop=True)`` on ``proto`` with its large embedded tensors hidden (marked external
+    for the duration), so the weights are not copied; returns the inferred copy."""
+    import onnx
+    from onnx import TensorProto
+
+    hidden = []
+    try:
+        for t in proto.graph.initializer:
+            if t.data_location != TensorProto.EXTERNAL and len(t.raw_data) > SKELETON_BYTES:
+                hidden.append((t, t.raw_data))
+                t.ClearField("raw_data")
+                t.data_location = TensorProto.EXTERNAL
+                e = t.external_data.add()
+                e.key, e.value = "location", "graphir-skeleton"
+        try:
+            return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as e:
+            raise ModelLoadError(f"ONNX shape inference failed: {one_line(e, 300)}") from None
+    finally:
+        for t, raw in hidden:
+            t.data_location = TensorProto.DEFAULT
+            t.ClearField("external_data")
+            t.raw_data = raw
+
+
+# ------------------------------------------------------------------------------------------ values
+def type_from_proto(tp) -> TensorType:
+    """A TypeProto as an IR type: tensors by element type and dims (symbolic dims unknown), anything else
+    (sequences, optionals, maps, sparse tensors) as ``variant`` of unknown shape."""
+    if tp.HasField("tensor_type"):
+        tt = tp.tensor_type
+        dt = dtype_from_onnx(tt.elem_type) if tt.elem_type else VARIANT
+        if not tt.HasField("shape"):
+            return TensorType(dt, Shape(None))
+        return TensorType(dt, Shape(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim))
+    return TensorType(VARIANT, Shape(None))
+
+
+def tensor_from_proto(t, base_dir: str) -> Tensor:
+    """An IR constant that decodes ``t`` (from external data too) only when asked, and keeps ``t`` itself
+    as its encoded form so an untouched constant is written back as it was."""
+    from onnx import numpy_helper
+
+    def decode():
+        a = numpy_helper.to_array(t, base_dir=base_dir)
+        return a
+
+    return Tensor(dtype_from_onnx(t.data_type), Shape(t.dims), decode=decode, encoded=("onnx", t, base_dir))
+
+
+def sparse_from_proto(sp, base_dir: str) -> Tensor:
+    """A sparse initializer as a dense IR constant (decoded when asked) that is written back sparse while
+    untouched: its encoded form is the SparseTensorProto."""
+    from onnx import numpy_helper
+
+    def decode():
+        values = numpy_helper.to_array(sp.values, base_dir=base_dir)
+        dense = np.zeros(tuple(sp.dims), values.dtype)
+        idx = numpy_helper.to_array(sp.indices, base_dir=base_dir) if sp.HasField("indices") else np.zeros(0, int)
+        if idx.ndim == 2:  # coordinates, one row per value
+            dense[tuple(idx.T)] = values
+        else:  # linear indices into the flattened tensor
+            dense.reshape(-1)[idx] = values
+        return dense
+
+    return Tensor(dtype_from_onnx(sp.values.data_type), Shape(sp.dims), decode=decode,
+                  encoded=("onnx.sparse", sp, base_dir))
+
+
+def attr_value(a, base_dir: str, subgraph: Callable):
+    """An AttributeProto's value in IR form (subgraphs through ``subgraph(GraphProto, attr name)``)."""
+    from onnx import AttributeProto as A
+
+    k = a.type
+    if k == A.FLOAT:
+        return float(a.f)
+    if k == A.INT:
+        return int(a.i)
+    if k == A.STRING:
+        return _text(a.s)
+    if k == A.TENSOR:
+        return tensor_from_proto(a.t, base_dir)
+    if k == A.GRAPH:
+        return subgraph(a.g, a.name)
+    if k == A.FLOATS:
+        return [float(x) for x in a.floats]
+    if k == A.INTS:
+        return [int(x) for x in a.ints]
+    if k == A.STRINGS:
+        return [_text(x) for x in a.strings]
+    if k == A.TENSORS:
+        return [tensor_from_proto(x, base_dir) for x in a.tensors]
+    if k == A.SPARSE_TENSOR:
+        return a.sparse_tensor.SerializeToString(deterministic=True)
+    if k == A.TYPE_PROTO:
+        return a.tp.SerializeToString(deterministic=True)
+    if k == A.SPARSE_TENSORS:
+        return [x.SerializeToString(deterministic=True) for x in a.sparse_tensors]
+    if k == A.TYPE_PROTOS:
+        return [x.SerializeToString(deterministic=True) for x in a.type_protos]
+    raise ModelLoadError(f"attribute {a.name!r} has a kind graphir does not keep ({A.AttributeType.Name(k)})")
+
+
+def _text(b: bytes):
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return bytes(b)
+
+
+# ------------------------------------------------------------------------------------------ graphs
+class _Converter:
+    def __init__(self, opsets: dict[str, int], base_dir: str, functions: set):
+        # IR op set imports: "onnx" (the default domain) first, so an empty graph still names its dialect.
+        self.opsets = {DOMAIN: opsets[""]} if "" in opsets else {}
+        self.opsets.update((d, v) for d, v in opsets.items() if d != "")
+        self.base_dir = base_dir
+        self.functions = functions
+
+    def graph(self, g, g_inf, outer: Optional[Callable[[str], Value]] = None) -> tuple[Graph, list[str]]:
+        """Convert GraphProto ``g`` (types from its inferred twin ``g_inf``). In a body, names defined
+        outside are resolved through ``outer`` and become captures; returns the graph and those names."""
+        from onnx import AttributeProto as A
+
+        graph = Graph(g.name)
+        graph.opset_imports = dict(self.opsets)
+        types = {}
+        for vi in list(g_inf.value_info) + list(g_inf.input) + list(g_inf.output):
+            if vi.HasField("type"):
+                types[vi.name] = vi.type
+        scope: dict[str, Value] = {}
+        captured: list[str] = []
+
+        def resolve(name: str) -> Value:
+            v = scope.get(name)
+            if v is not None:
+                return v
+            if outer is None:
+                raise ModelLoadError(f"graph {g.name!r}: {name!r} is used but never defined")
+            ov = outer(name)
+            v = scope[name] = graph.add_capture(name, ov.type)
+            captured.append(name)
+            return v
+
+        meta_io: dict = {}
+        defaults = {}
+        inits = {t.name: t for t in g.initializer}
+        for t in g.initializer:
+            if t.name not in {vi.name for vi in g.input}:
+                scope[t.name] = graph.add_initializer(t.name, tensor_from_proto(t, self.base_dir))
+        ports_in = []
+        for vi in g.input:
+            # A body's inputs may be untyped in the file (Loop, Scan): inference types them in its twin.
+            ty = type_from_proto(types.get(vi.name, vi.type))
+            scope[vi.name] = arg = graph.add_argument(vi.name, ty)
+            ports_in.append(Port(vi.name, arg))
+            meta_io[("in", vi.name)] = vi.SerializeToString(deterministic=True)
+            if vi.name in inits:  # an input with a default value: still an input
+                defaults[vi.name] = tensor_from_proto(inits[vi.name], self.base_dir)
+        if defaults:
+            graph.attrs["onnx.input_defaults"] = defaults
+        for sp in g.sparse_initializer:
+            # ONNX types it sparse_tensor(...), which only a few ops take: variant here, like other non-tensors.
+            t = sparse_from_proto(sp, self.base_dir)
+            scope[sp.values.name] = graph.add_initializer(sp.values.name, t, TensorType(VARIANT, t.shape))
+        if g.doc_string:
+            graph.attrs["onnx.doc_string"] = g.doc_string
+        extra = _extra(g, _GRAPH_CORE | {"sparse_initializer"})
+        if extra:
+            graph.attrs["onnx.graph_extra"] = extra
+
+        for nd, nd_inf in zip(g.node, g_inf.node):
+            ins = [None if n == "" else resolve(n) for n in nd.input]
+            attrs = {}
+            attr_types = {}
+            for a, a_inf in zip(nd.attribute, nd_inf.attribute):
+                if a.ref_attr_name:
+                    raise ModelLoadError(f"node {nd.name!r}: attribute reference {a.ref_attr_name!r} outside a "
+                                         f"function body")
+                if a.type in (A.GRAPH,):
+                    attrs[a.name] = self._subgraph(graph, a.g, a_inf.g, resolve)
+                elif a.type == A.GRAPHS:
+                    raise ModelLoadError(f"node {nd.name!r}: attribute {a.name!r} holds a list of graphs, "
+                                         f"which graphir does not read")
+                else:
+                    attrs[a.name] = attr_value(a, self.base_dir, None)
+                attr_types[a.name] = a.type
+            outs = list(nd.output)
+            trailing = 0
+            while outs and outs[-1] == "":
+                outs.pop()
+                trailing += 1
+            out_types, out_names, absent = [], [], []
+            for i, n in enumerate(outs):
+                if n == "":
+                    absent.append(i)
+                    out_types.append(TensorType(VARIANT, Shape(None)))
+                    out_names.append(None)
+                    continue
+                tp = types.get(n)
+                out_types.append(type_from_proto(tp) if tp is not None else TensorType(VARIANT, Shape(None)))
+                out_names.append(n)
+            op_type = join_op("" if nd.domain == "" else nd.domain, nd.op_type)
+            base = nd.name or (outs[0] if outs and outs[0] else nd.op_type)
+            node = graph.add_node(op_type, ins, attrs, out_types, domain=DOMAIN, name=base,
+                                  output_names=out_names)
+            if not nd.HasField("name"):
+                node.meta["onnx.name"] = None  # unset, not even ""
+            elif node.name != nd.name:
+                node.meta["onnx.name"] = nd.name
+            if nd.HasField("domain") and not nd.domain:
+                node.meta["onnx.domain_set"] = True
+            node.meta["onnx.attr_types"] = attr_types
+            if absent:
+                node.meta["onnx.absent_outputs"] = absent
+            if trailing:
+                node.meta["onnx.trailing_outputs"] = trailing
+            if (nd.domain, nd.op_type) in self.functions:
+                node.meta["onnx.function"] = True
+            ex = _extra(nd, _NODE_CORE)
+            if ex:
+                node.meta["onnx.node_extra"] = ex
+            for v in node.outputs:
+                if v._name is not None:
+                    if v._name in scope:
+                        raise ModelLoadError(f"graph {g.name!r}: value {v._name!r} is defined twice")
+                    scope[v._name] = v
+        ports_out = []
+        for vi in g.output:
+            ports_out.append(Port(vi.name, resolve(vi.name)))
+            meta_io[("out", vi.name)] = vi.SerializeToString(deterministic=True)
+        graph.inputs = ports_in
+        graph.outputs = ports_out
+        graph.meta["onnx.io"] = meta_io
+        graph.meta["onnx.value_info"] = {vi.name: vi.SerializeToString(deterministic=True) for vi in g.value_info}
+        return graph, captured
+
+    def _subgraph(self, graph: Graph, g, g_inf, resolve) -> Subgraph:
+        body, names = self.graph(g, g_inf, outer=resolve)
+        return Subgraph(body, [resolve(n) for n in names])
+
+
+def convert(proto, inferred, base_dir: str) -> Graph:
+    """The IR graph of a checked ModelProto (``inferred``: its shape-inferred copy)."""
+    opsets = _opsets(proto)
+    conv = _Converter(opsets, base_dir, {(f.domain, f.name) for f in proto.functions})
+    graph, _ = conv.graph(proto.graph, inferred.graph)
+    a = graph.attrs
+    a["onnx.ir_version"] = int(proto.ir_version)
+    for f in _MODEL_STR_ATTRS:
+        if proto.HasField(f):
+            a[f"onnx.model_{f}" if f in ("domain", "doc_string") else f"onnx.{f}"] = getattr(proto, f)
+    if proto.HasField("model_version"):
+        a["onnx.model_version"] = int(proto.model_version)
+    if proto.metadata_props:
+        a["onnx.metadata_props"] = [[p.key, p.value] for p in proto.metadata_props]
+    order = [o.domain for o in proto.opset_import]
+    canonical = [""] * ("" in opsets) + [d for d in order if d not in ("", "ai.onnx")]
+    if order != canonical:
+        a["onnx.opset_order"] = order
+    if proto.functions:
+        a["onnx.functions"] = [f.SerializeToString(deterministic=True) for f in proto.functions]
+    extra = _extra(proto, _MODEL_CORE)
+    if extra:
+        a["onnx.model_extra"] = extra
+    graph.meta["onnx.base_dir"] = base_dir
+    return graph
+
+
+def _select(graph: Graph, inputs: Optional[Sequence[str]], outputs: Optional[Sequence[str]]) -> Graph:
+    """Override the signature by value names (an inner value as an input cuts the graph there)."""
+    from ..frontends.select import _unique
+
+    def value(name, kind):
+        try:
+            return graph.value(name)
+        except KeyError:
+            raise ModelLoadError(f"unknown {kind} {name!r}: no value of that name in the graph") from None
+
+    if outputs:
+        graph.outputs = [Port(n, value(n, "output")) for n in outputs]
+        _unique([p.value for p in graph.outputs], outputs, "output")
+    if inputs:
+        vals = [value(n, "input") for n in inputs]
+        _unique(vals, inputs, "input")
+        ports = []
+        for n, v in zip(inputs, vals):
+            if not v.is_argument:
+                arg = graph.add_argument(n, v.type)
+                graph.replace_all_uses_with(v, arg)
+                if v.node is not None and v._name == n:
+                    v._name = n + "/cut"  # its producer may survive (another output needs it)
+                v = arg
+            ports.append(Port(n, v))
+        graph.inputs = ports
+    live = graph.ancestors([p.value.node for p in graph.outputs if p.value.node is not None])
+    graph.remove_nodes([n for n in graph.nodes() if n.name not in live])
+    used = {id(p.value) for p in graph.outputs}
+    for n in graph.nodes():
+        used.update(id(v) for v in n.inputs if v is not None)
+        used.update(id(v) for _, sg in n.subgraphs() for v in sg.captures)
+    needed = [p for p in graph.inputs if id(p.value) in used or inputs]
+    if inputs:
+        missing = [a.name for a in graph.arguments if id(a) in used and all(p.value is not a for p in graph.inputs)]
+        if missing:
+            raise ModelLoadError(f"the outputs still depend on input {missing[0]!r}, which the given inputs "
+                                 f"({', '.join(inputs)}) leave out")
+    graph.inputs = needed
+    keep = {id(p.value) for p in graph.inputs}
+    graph.arguments[:] = [a for a in graph.arguments if id(a) in keep]
+    for k, v in list(graph.initializers.items()):
+        if id(v) not in used:
+            graph.remove_initializer(v)
+    return graph
+
+
+def load(model, inputs: Optional[Sequence[str]] = None, outputs: Optional[Sequence[str]] = None) -> Graph:
+    """Load an ONNX model (path, ``ModelProto`` or serialized bytes) into the IR."""
+    proto, base_dir, path, where = _read(model)
+    check(proto, base_dir, path, where)
+    try:
+        inferred = infer(proto)
+    except ModelLoadError as e:
+        raise ModelLoadError(f"{where}: {e}") from None
+    try:
+        graph = convert(proto, inferred, base_dir)
+    except ModelLoadError as e:
+        raise ModelLoadError(f"{where}: {e}") from None
+    except ValueError as e:  # an element type graphir has no dtype for
+        raise ModelLoadError(f"{where}: {one_line(e)}") from None
+    if inputs or outputs:
+        graph = _select(graph, inputs, outputs)
+    return graph

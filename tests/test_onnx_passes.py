@@ -1,0 +1,148 @@
+"""Passes on ONNX graphs: the fp32 pipeline (generic passes + the onnx rule sets) changes what it should,
+leaves what it must, and every result computes the same outputs on ONNX Runtime."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as TP
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+import graphir
+import onnx_models as M
+from graphir.backends.onnx import to_model
+from graphir.errors import ConfigError
+from graphir.runtime_check.check import check_graphs
+
+
+def model(nodes, inputs, outputs, inits=(), opset=M.OPSET):
+    g = h.make_graph(nodes, "t", [h.make_tensor_value_info(*i) for i in inputs],
+                     [h.make_tensor_value_info(*o) for o in outputs], list(inits))
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", opset)])
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def compile_checked(m, passes=None, samples=3):
+    """Compile ``m``; the result must pass the checker and match the original on ORT."""
+    res = graphir.compile(m, passes=passes)
+    onnx.checker.check_model(to_model(res.ir), full_check=True)
+    rep = check_graphs(graphir.load(m), res.ir, samples=samples, rtol=1e-4, atol=1e-5)
+    assert rep.ok, rep.format()
+    return res.ir
+
+
+def test_fp32_pipeline_on_a_cnn():
+    g = compile_checked(M.cnn())
+    assert g.op_histogram() == {"Conv": 1, "Gemm": 2, "Relu": 2, "Reshape": 1, "Softmax": 1}
+    # The folded weights replaced the originals; nothing unread is left behind.
+    assert sorted(g.initializers) == ["FB", "FW", "conv/B", "conv/W", "gemm/B", "gemm/C", "shp"]
+    # Graph outputs keep their names.
+    assert [p.name for p in g.outputs] == ["probs"]
+    assert to_model(g).graph.output[0].name == "probs"
+
+
+def test_default_pipeline_is_the_onnx_one():
+    res = graphir.compile(M.cnn())
+    assert res.report["pipeline"] == "strip-unused,onnx-simplify,fold-constants,onnx-simplify,onnx-fuse,cse,dce"
+
+
+def test_bf16_is_refused():
+    with pytest.raises(ConfigError, match="bf16 is not supported for ONNX"):
+        graphir.compile(M.cnn(), precisions="bf16,fp32")
+
+
+def test_transposes_compose():
+    m = model([h.make_node("Transpose", ["X"], ["a"], perm=[0, 2, 1, 3]),
+               h.make_node("Transpose", ["a"], ["Y"], perm=[3, 0, 1, 2])],
+              [("X", TP.FLOAT, [2, 3, 4, 5])], [("Y", TP.FLOAT, [5, 2, 4, 3])])
+    g = compile_checked(m)
+    assert g.op_histogram() == {"Transpose": 1}
+    assert g.node("Y").attrs["perm"] == [3, 0, 2, 1]
+
+
+def test_reshape_of_reshape_and_copied_dims():
+    shape = nh.from_array(np.array([6, 4], np.int64), "s1")
+    keep0 = nh.from_array(np.array([0, -1], np.int64), "s2")
+    flat = nh.from_array(np.array([-1], np.int64), "s3")
+    m = model([h.make_node("Reshape", ["X", "s1"], ["a"]), h.make_node("Reshape", ["a", "s3"], ["Y"]),
+               h.make_node("Reshape", ["X", "s1"], ["b"]), h.make_node("Reshape", ["b", "s2"], ["Z"])],
+              [("X", TP.FLOAT, [2, 3, 4])], [("Y", TP.FLOAT, [24]), ("Z", TP.FLOAT, [6, 4])],
+              [shape, keep0, flat])
+    g = compile_checked(m)
+    # Y reads X directly; Z's 0 copies a dim of the intermediate (6), not of X (2): that pair stays.
+    assert g.node("Y").inputs[0].name == "X"
+    assert g.op_histogram() == {"Reshape": 3}
+
+
+def test_dropout_in_training_mode_stays():
+    on = nh.from_array(np.array(True), "on")
+    m = model([h.make_node("Dropout", ["X", "", "on"], ["Y"], seed=1),
+               h.make_node("Dropout", ["X"], ["Z"])],
+              [("X", TP.FLOAT, [4])], [("Y", TP.FLOAT, [4]), ("Z", TP.FLOAT, [4])], [on])
+    g = graphir.compile(m).ir
+    assert g.op_histogram() == {"Dropout": 2}  # both are graph outputs: Z's keeps its name
+    m2 = model([h.make_node("Dropout", ["X", "", "on"], ["a"], seed=1), h.make_node("Relu", ["a"], ["Y"]),
+                h.make_node("Dropout", ["X"], ["b"]), h.make_node("Relu", ["b"], ["Z"])],
+               [("X", TP.FLOAT, [4])], [("Y", TP.FLOAT, [4]), ("Z", TP.FLOAT, [4])], [on])
+    g = graphir.compile(m2).ir
+    assert g.op_histogram() == {"Dropout": 1, "Relu": 2}
+    assert g.node("Z").inputs[0].name == "X"
+
+
+def test_shape_of_static_tensor_folds():
+    m1 = nh.from_array(np.array([-1], np.int64), "m1")
+    m = model([h.make_node("Shape", ["X"], ["s"], start=1, end=-1),
+               h.make_node("Concat", ["s", "m1"], ["s2"], axis=0),
+               h.make_node("Reshape", ["X", "s2"], ["Y"])],
+              [("X", TP.FLOAT, [2, 3, 4, 2])], [("Y", TP.FLOAT, [3, 4, 4])], [m1])
+    g = compile_checked(m)
+    assert g.op_histogram() == {"Reshape": 1}
+    np.testing.assert_array_equal(g.node("Y").inputs[1].const.numpy(), [3, 4, -1])
+
+
+def test_matmul_add_becomes_gemm_only_in_2d():
+    rng = np.random.default_rng(0)
+    w = nh.from_array(rng.standard_normal((4, 5)).astype(np.float32), "W")
+    b = nh.from_array(rng.standard_normal(5).astype(np.float32), "B")
+    m = model([h.make_node("MatMul", ["X", "W"], ["a"]), h.make_node("Add", ["B", "a"], ["Y"]),
+               h.make_node("MatMul", ["X3", "W"], ["c"]), h.make_node("Add", ["c", "B"], ["Z"])],
+              [("X", TP.FLOAT, ["N", 4]), ("X3", TP.FLOAT, [2, 3, 4])],
+              [("Y", TP.FLOAT, ["N", 5]), ("Z", TP.FLOAT, [2, 3, 5])], [w, b])
+    g = compile_checked(m)
+    assert g.node("Y").op_type == "Gemm"
+    assert [v.name for v in g.node("Y").inputs] == ["X", "W", "B"]
+    assert g.op_histogram() == {"Add": 1, "Gemm": 1, "MatMul": 1}
+
+
+def test_generic_passes_on_onnx():
+    """cse merges equal nodes reading arguments, fold-constants evaluates initializer arithmetic (with the
+    reference evaluator where ORT has no kernel: Add on int8), dce drops what nothing reads."""
+    i8 = nh.from_array(np.array([100, -7], np.int8), "i8")
+    two = nh.from_array(np.array([2.0], np.float32), "two")
+    m = model([h.make_node("Relu", ["X"], ["r1"]), h.make_node("Relu", ["X"], ["r2"]),
+               h.make_node("Mul", ["two", "two"], ["four"]), h.make_node("Mul", ["r1", "four"], ["a"]),
+               h.make_node("Add", ["a", "r2"], ["Y"]),
+               h.make_node("Add", ["i8", "i8"], ["Z"]), h.make_node("Neg", ["X"], ["unused"])],
+              [("X", TP.FLOAT, [2])], [("Y", TP.FLOAT, [2]), ("Z", TP.INT8, [2])], [i8, two])
+    res = graphir.compile(m, passes="fold-constants,cse,dce")
+    g = res.ir
+    assert g.op_histogram() == {"Add": 1, "Mul": 1, "Relu": 1}
+    np.testing.assert_array_equal(g.outputs[1].value.const.numpy(), np.array([100, -7], np.int8) * 2)
+    assert sorted(g.initializers) == ["Z/folded_0", "four/folded_0"]
+    counts = {r.name: r.result.counts for r in res.report["passes"]}
+    assert counts["cse"]["nodes_merged"] == 1
+    assert counts["fold-constants"]["folded"] == 2
+    # Z is computed by ORT from constants alone now; X still drives Y.
+    rep = check_graphs(graphir.load(m), g, samples=2)
+    assert rep.ok, rep.format()
+
+
+def test_verifier_checks_types_against_the_schemas():
+    from graphir.ir.verifier import VerificationError
+
+    g = graphir.load(M.cnn())
+    g.verify()
+    mm = g.node("fc").outputs[0]
+    mm.type = mm.type.with_dtype(graphir.DType.get("f16"))
+    with pytest.raises(VerificationError, match=r"'fc_bias' \(onnx.Add\): input 1 \(FB\) is f32, expected f16"):
+        g.verify()
