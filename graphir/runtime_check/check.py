@@ -206,7 +206,6 @@ class Reference:
 
     def compare(self, optimized: Graph, *, rtol: float = 1e-5, atol: float = 1e-6) -> CheckReport:
         """Run ``optimized`` on the same feeds and compare every output (by name, else by position)."""
-        from .runner import Runner
 
         a_names = [p.name for p in self.graph.outputs]
         b_names = [p.name for p in optimized.outputs]
@@ -305,7 +304,6 @@ def reference_run(original: Graph, *, feeds_list: Optional[list[dict]] = None, s
                   source: Optional[str] = None) -> Reference:
     """Run ``original`` as written (no grappler) once per sample and keep its outputs: on ``feeds_list``,
     else on random inputs it accepts (:func:`run_on_random_inputs`)."""
-    from .runner import Runner
 
     unknown = _unknown_ops(original)
     if unknown:

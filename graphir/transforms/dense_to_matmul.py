@@ -238,9 +238,6 @@ class DenseToMatMul(Pass):
         t2 = TensorType(dt, Shape([rows, n_out]))
         like = mm
 
-        def node(op, ins, attrs, t, name):
-            return graph.add_node(op, ins, attrs, [t], domain="tf", name=name, device=mm.device).outputs[0]
-
         base = (c.bias or c.back).name.rsplit("/", 1)[0]
         made: list[tuple[Node, str]] = []  # new nodes and the names they take once the old ones are gone
 

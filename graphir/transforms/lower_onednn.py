@@ -26,7 +26,7 @@ import numpy as np
 
 from ..dialects import tf_onednn as K
 from ..errors import ConfigError
-from ..ir import Graph, Node, Shape, Tensor, TensorType, Value
+from ..ir import Graph, Node, Shape, TensorType, Value
 from ..ir.types import f32, i32
 from .base import Pass, PassResult, register_pass
 from .fold_batch_norms import per_channel

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from ..ir import Graph
-from ..ir.dialect import const_tensor
 from ..ir.types import bf16, f32
 from ..table import format_table
 from .patterns import cast_target
