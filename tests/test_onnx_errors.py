@@ -81,7 +81,7 @@ def test_compile_verify_and_check_run_on_ort(tmp_path, capsys):
     r = graphir_inproc(capsys, "compile", "m.onnx", "-o", "out.onnx", "--stats", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "onnx-fuse" in r.stdout
-    assert r.stderr.startswith("graphir: wrote out.onnx (14 -> 7 nodes, fp32)")
+    assert r.stderr.startswith("graphir: wrote out.onnx (14 -> 7 nodes, fp32; verified on random inputs")
     onnx.checker.check_model(str(tmp_path / "out.onnx"), full_check=True)
     r = graphir_inproc(capsys, "check", "m.onnx", "out.onnx", "--samples", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr

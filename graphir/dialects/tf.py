@@ -73,8 +73,6 @@ def _provider(op_type: str, version: Optional[int] = None) -> Optional[OpInfo]:
         source=op_type in SOURCES,
         constant_attr="value" if op_type in ("Const", "HostConst") else None,
         identity_like=op_type in IDENTITY_LIKE,
-        # Keras's custom-gradient activations (swish) freeze to an IdentityN; at inference it forwards.
-        identity_n=op_type == "IdentityN",
         training_only=op_type in TRAINING_ONLY,
         precision=precision_class(op_type),
         foldable=not stateful and op_type not in CONTROL_FLOW and op_type not in NOT_FOLDABLE,

@@ -9,10 +9,10 @@ only IR.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 from ..ir.core import Graph, Node
-from ..ir.types import FuncRef, TensorType
+from ..ir.types import FuncRef
 
 LIBRARY = "tf.library"
 # Ops that call a library function named by their ``f`` attr, with the function's arguments as inputs.
@@ -55,29 +55,6 @@ def must_compile(graph: Graph, node: Node) -> bool:
     if fdef is None or XLA_MUST_COMPILE not in fdef.attr:
         return False
     return bool(fdef.attr[XLA_MUST_COMPILE].b)
-
-
-def function_body(graph: Graph, name: str, input_types: Sequence[TensorType]) -> Graph:
-    """The body of library function ``name`` as an IR graph: one input port per argument (a Placeholder
-    of the given type), one output port per result. Raises KeyError for an unknown function and
-    ValueError when the arguments do not match its signature."""
-    import tensorflow as tf
-    from tensorflow.python.framework.function_def_to_graph import function_def_to_graph_def
-
-    from ..frontends.tf import from_graph_def
-
-    fdef = _functions(graph)[name]
-    args = list(fdef.signature.input_arg)
-    if len(args) != len(input_types):
-        raise ValueError(f"function {name!r} takes {len(args)} arguments, the call passes {len(input_types)}")
-    shapes = [tf.TensorShape(None if t.shape.rank is None else list(t.shape.dims)).as_proto()
-              for t in input_types]
-    gd, flat = function_def_to_graph_def(fdef, input_shapes=shapes)
-    # The body may call other library functions: TF's importer needs them to type the call nodes.
-    gd.library.CopyFrom(_library_proto(graph))
-    outputs = [flat[fdef.ret[o.name]] for o in fdef.signature.output_arg]
-    return from_graph_def(gd, inputs=[a.name for a in args], outputs=outputs, name=name,
-                          label=f"function {name!r}")
 
 
 def _library_proto(graph: Graph):

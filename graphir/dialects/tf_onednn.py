@@ -150,7 +150,7 @@ def check_kernels(kernels=KERNELS) -> list[str]:
     from tensorflow.python.framework import op_def_registry
 
     from ..ir.types import DType
-    from ..runtime_check.target import onednn_enabled
+    from .tf_opdefs import onednn_enabled
     from .tf import dtype_to_tf
 
     onednn = onednn_enabled()
@@ -189,7 +189,7 @@ def check_kernels(kernels=KERNELS) -> list[str]:
 def available_kernels(private: Optional[bool] = None) -> list[FusedKernel]:
     """The table entries this TF can execute: private ones only with oneDNN on (or when ``private``)."""
     if private is None:
-        from ..runtime_check.target import onednn_enabled
+        from .tf_opdefs import onednn_enabled
 
         private = onednn_enabled()
     return [k for k in KERNELS if private or not k.private]

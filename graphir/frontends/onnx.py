@@ -432,7 +432,7 @@ def convert(proto, inferred, base_dir: str) -> Graph:
 
 def _select(graph: Graph, inputs: Optional[Sequence[str]], outputs: Optional[Sequence[str]]) -> Graph:
     """Override the signature by value names (an inner value as an input cuts the graph there)."""
-    from ..frontends.select import _unique
+    from .signature import _unique
 
     def value(name, kind):
         try:

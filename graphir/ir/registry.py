@@ -34,7 +34,6 @@ class OpInfo:
     source: bool = False            # a graph input (Placeholder)
     constant_attr: Optional[str] = None  # name of the attribute holding the value of a constant op
     identity_like: bool = False     # output 0 equals data input 0 (Identity, Snapshot, StopGradient, ...)
-    identity_n: bool = False        # output i equals data input i for every i (TF's IdentityN)
     training_only: bool = False     # meaningless at inference: CheckNumerics, PreventGradient, ...
     precision: Optional[str] = None  # bf16 class: compute | follow | clear | fp32 (None: not convertible)
     foldable: bool = True           # constant inputs may be evaluated away (pure ops only)

@@ -356,7 +356,7 @@ def check_models(original, optimized, *, inputs_npz: Optional[str] = None, rtol:
                  samples: int = 1, dim: int = 4, seed: int = 0, inputs=None, outputs=None, input_shapes=None,
                  batch_size: Optional[int] = None) -> CheckReport:
     """Load two models (paths or graphs) and compare them; see :func:`check_graphs`."""
-    from .. import load
+    from ..frontends import load
 
     check_options(rtol, atol, samples, dim, batch_size)
     arrays = load_npz(inputs_npz) if inputs_npz else None

@@ -29,7 +29,8 @@ import numpy as np
 
 from ..errors import ConfigError, GraphirError, one_line
 from ..dialects.tf_canonical import depthwise_kernel_accepts, runs_without_xla
-from ..dialects.tf_functions import callee, drop_functions, function_body, has_library, must_compile
+from ..dialects.tf_functions import callee, drop_functions, has_library, must_compile
+from ..frontends.tf.functions import function_body
 from ..ir import Graph, Node, Value
 from ..ir.types import Shape, TensorType, i32
 from ..runtime_check.target import onednn_enabled

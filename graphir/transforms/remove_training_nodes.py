@@ -11,7 +11,7 @@ from .patterns import move_control_users, protected, remove_dead
 @register_pass
 @dataclass(frozen=True)
 class RemoveTrainingNodes(Pass):
-    """After: no identity-like op (Identity, IdentityN, Snapshot, StopGradient, PreventGradient, CheckNumerics, ...)
+    """After: no identity-like op (Identity, Snapshot, StopGradient, PreventGradient, CheckNumerics, ...)
     and no Assert/Print/NoOp remains, except graph inputs/outputs, nodes named in ``keep``, and identities
     whose control users depend on a control-flow producer (removing those would change deadness)."""
 
@@ -28,8 +28,6 @@ class RemoveTrainingNodes(Pass):
                 continue
             info = node.info
             if info.identity_like and self._bypass_identity(graph, node):
-                identities += 1
-            elif info.identity_n and self._bypass_identity_n(graph, node):
                 identities += 1
             elif self.remove_debug_ops and info.debug_only:
                 debug += self._drop_debug(graph, node, keep)
@@ -50,19 +48,6 @@ class RemoveTrainingNodes(Pass):
                 graph.add_control_input(user, c)
         graph.replace_all_uses_with(node.outputs[0], src, outputs=False)
         graph.remove_node(node, forward_control=True)
-        return True
-
-    @staticmethod
-    def _bypass_identity_n(graph: Graph, node: Node) -> bool:
-        """Readers of output i read input i instead (an IdentityN from tf.custom_gradient); the node goes
-        when nothing reads it any more."""
-        if len(node.inputs) != len(node.outputs) or node.control_inputs or graph.control_users(node):
-            return False
-        if any(v is None or v.dtype is not o.dtype or graph.is_output(o) for v, o in zip(node.inputs, node.outputs)):
-            return False
-        for v, o in zip(node.inputs, node.outputs):
-            graph.replace_all_uses_with(o, v, outputs=False)
-        graph.remove_node(node, forward_control=False)
         return True
 
     @staticmethod

@@ -86,7 +86,7 @@ def test_keras_dense_chains(keras_graph):
 def test_bf16(keras_graph):
     out, _ = apply(DenseToMatMul(), keras_graph)
     om = assert_bf16_close(keras_graph, out, feeds=feeds(keras_graph, 2, 3))
-    assert any(n.op_type == "MatMul" and n.attrs["T"].name == "bf16" for n in om.ir.nodes())
+    assert any(n.op_type in ("MatMul", "_FusedMatMul") and n.attrs["T"].name == "bf16" for n in om.ir.nodes())
 
 
 def _w(shape, seed):

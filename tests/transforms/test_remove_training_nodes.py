@@ -66,21 +66,3 @@ def test_identity_feeding_control_edge_from_switch_is_kept():
     for p in (True, False):
         assert_same_outputs(g, out, feeds={"x0": [1.0, 2.0, 3.0], "x1": p})
 
-
-def test_identity_n_from_custom_gradient_is_bypassed():
-    """Keras's swish freezes as x * sigmoid(x) behind an IdentityN (tf.custom_gradient): at inference the
-    IdentityN forwards, and leaving it blocks fusion and keeps the swish fp32 between casts."""
-    import tensorflow as tf
-
-    from conftest import apply, assert_same_outputs, build, ops
-    from graphir.transforms.remove_training_nodes import RemoveTrainingNodes
-
-    def fn(x):
-        a, b = tf.raw_ops.IdentityN(input=[x * tf.sigmoid(x), x + 1.0])
-        return [a * 2.0, b]
-
-    g = build(fn, [[2, 3]])
-    assert "IdentityN" in ops(g)
-    out, res = apply(RemoveTrainingNodes(), g)
-    assert "IdentityN" not in ops(out) and res.counts["identities_removed"] >= 1
-    assert_same_outputs(g, out)
