@@ -225,9 +225,16 @@ def test_verify_refuses_mismatch_and_no_verify_writes(tmp_path, capsys):
 def test_env_and_usage(capsys):
     from graphir.cli import main
 
+    from graphir.runtime_check.target import cpu_bf16_features, tf_version
+
     assert main(["env"]) == 0
     out = capsys.readouterr().out
-    assert "tensorflow:" in out and "oneDNN:" in out and "bf16" in out
+    assert f"tensorflow: {tf_version()}" in out and "oneDNN: " in out
+    # The CPU line lists exactly the features detected (or says none), not just a label containing "bf16".
+    (cpu,) = [ln for ln in out.splitlines() if ln.startswith("cpu bf16:")]
+    assert cpu.split(":", 1)[1].strip() == (", ".join(cpu_bf16_features()) or "none")
+    # The fused kernels available here are listed, each with its dtype.
+    assert "fused kernels for the native target" in out and "Conv2D f32: _FusedConv2D: BiasAdd" in out
     assert main([]) == 2
     with pytest.raises(SystemExit) as e:
         main(["compile"])  # argparse: missing MODEL and -o
