@@ -122,8 +122,37 @@ def constant_chain(graph, n):
     return None
 
 
+# ------------------------------------------------------------------ scalars move toward their producer
+_LAYOUT = ("Reshape", "Transpose", "ExpandDims", "Squeeze")
+
+
+@rule("tf", "Mul")
+def scalar_through_layout(graph, n):
+    """Mul(layout(x), c) -> layout(Mul(x, c)) for a one-element constant ``c`` and a Reshape / Transpose /
+    ExpandDims / Squeeze read only here: a scalar commutes with data movement, and next to its producer it
+    folds into weights (attention's 1/sqrt(d) after the query projection's reshape into heads)."""
+    if len(n.inputs) != 2:
+        return None
+    for s in (1, 0):
+        c = const_array(n.inputs[s])
+        lay = n.inputs[1 - s].node
+        if c is None or c.size != 1 or lay is None or lay.op_type not in _LAYOUT or lay.domain != n.domain:
+            continue
+        x = lay.inputs[0]
+        if (x.dtype is not n.outputs[0].dtype or lay.control_inputs or sole_use(graph, lay.outputs[0]) is None
+                or n.control_inputs or graph.control_users(n) or graph.is_signature_node(n) or is_const(x)
+                or lay.outputs[0].type != n.outputs[0].type):
+            continue
+        k = add_const(graph, c.reshape(()), f"{n.name}/scalar", like=n)
+        m = graph.add_node("Mul", [x, k], {"T": x.dtype}, [x.type], domain=n.domain, name=f"{n.name}/moved",
+                           device=n.device)
+        graph.set_input(lay, 0, m.outputs[0])
+        return lay.outputs[0]
+    return None
+
+
 RULES = RuleSet([neutral_operand, reshape_noop, reshape_of_reshape, transpose_of_transpose, cast_noop,
-                 squeeze_expand_pair, constant_chain])
+                 squeeze_expand_pair, constant_chain, scalar_through_layout])
 
 
 @register_pass
@@ -131,7 +160,9 @@ RULES = RuleSet([neutral_operand, reshape_noop, reshape_of_reshape, transpose_of
 class SimplifyArithmetic(Pass):
     """After: no x*1, x+0, x-0, x/1 that keeps x's type, no no-op Reshape/Cast, no Reshape of a
     single-use Reshape, no Transpose pair (composed or removed), no Squeeze/ExpandDims round trip, and no
-    Mul/Add by a constant of a single-use Mul/Add by a constant. Graph output nodes keep their names."""
+    Mul/Add by a constant of a single-use Mul/Add by a constant, and no Mul by a scalar constant reads a
+    single-use Reshape/Transpose/ExpandDims/Squeeze (the scalar moves before it). Graph output nodes keep
+    their names."""
 
     name = "simplify-arithmetic"
     phase = "optimize"
