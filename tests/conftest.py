@@ -106,10 +106,12 @@ def lines_with(graph, text):
 
 # ------------------------------------------------------------------------------ running graphs
 def run_graph(graph, feeds):
-    """Outputs of one graph (IR graph or GraphDef) in TensorFlow."""
+    """Outputs of one graph: an IR graph with its dialect's runner (TF, ONNX Runtime), a GraphDef in TF."""
+    from graphir.ir import Graph
+    from graphir.ir.dialect import graph_dialect
     from graphir.runtime_check.runner import Runner
 
-    r = Runner(graph)
+    r = graph_dialect(graph).runner(graph) if isinstance(graph, Graph) else Runner(graph)
     try:
         return r(feeds)
     finally:
