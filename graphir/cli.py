@@ -227,6 +227,10 @@ def cmd_compile(a) -> int:
 
         text = format_explain(result.report) or "no precision decisions (compiled for fp32 only)"
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        # What the canonicalisation left alone (e.g. XLA-compiled calls it does not inline), with the reason.
+        for w in result.report.get("warnings", []):
+            if w.startswith("inline-grouped-conv:"):
+                print(f"left in place: {w.split(':', 1)[1].strip()}")
     if measured is not None:
         base, opt = measured.rows
         print(f"measured speed-up of {a.output} over {a.model}: {opt.speedup:.2f}x (95% CI {opt.ci[0]:.2f}-"

@@ -169,3 +169,14 @@ def test_op_data_matches_tf():
     assert not has_cpu_kernel("NoSuchOp")
     assert not has_cpu_kernel("_MklLayerNorm", graphir.ir.types.DType.get("f64"))
     assert has_cpu_kernel("XlaConvV2") and not runs_without_xla("XlaConvV2")  # its CPU kernel is XLA
+
+
+def test_explain_names_the_xla_call_left_in_place(tmp_path, capsys):
+    from graphir.cli import main
+
+    g = _xla_graph()
+    g.save(str(tmp_path / "m.pb"))
+    assert main(["compile", str(tmp_path / "m.pb"), "-o", str(tmp_path / "o.pb"), "--explain", "--no-verify"]) == 0
+    out = capsys.readouterr().out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("left in place:")]
+    assert "XLA function '__inference_project" in line and "its body holds no grouped Conv2D" in line
