@@ -496,6 +496,35 @@ class _Parser:
             self.error(f"unexpected text after the graph: {self.found()}")
         return graph
 
+    def declarations(self, graph: Graph, kind: str) -> None:
+        """``{%name : type, ...}`` (arguments, captures) or ``{%name = dense<...> : type, ...}``
+        (initializers): values no node produces."""
+        self.expect("{")
+        if self.accept("}"):
+            return
+        while True:
+            self.ws()
+            vpos = self.pos
+            self.expect("%")
+            vname = self.sym("a value name", skip_ws=False)
+            if vname in self.named:
+                self.error(f"duplicate value name {vname!r}", vpos)
+            if kind == "initializers":
+                self.expect("=")
+                self.ws()
+                tpos = self.pos
+                t = self.value()
+                if not isinstance(t, Tensor):
+                    self.error("an initializer must be a dense<...> constant", tpos)
+                self.named[vname] = graph.add_initializer(vname, t)
+            else:
+                self.expect(":")
+                add = graph.add_argument if kind == "arguments" else graph.add_capture
+                self.named[vname] = add(vname, self.tensor_type())
+            if self.accept("}"):
+                return
+            self.expect(",")
+
     def _graph(self) -> Graph:
         outer_named = getattr(self, "named", {})
         self.named: dict = {}
@@ -519,45 +548,9 @@ class _Parser:
             elif word == "opsets":
                 self.pos = m.end()
                 graph.opset_imports = self.attr_dict()
-            elif word in ("arguments", "captures"):
+            elif word in ("arguments", "captures", "initializers"):
                 self.pos = m.end()
-                self.expect("{")
-                if not self.accept("}"):
-                    while True:
-                        self.ws()
-                        vpos = self.pos
-                        self.expect("%")
-                        vname = self.sym("a value name", skip_ws=False)
-                        self.expect(":")
-                        t = self.tensor_type()
-                        if vname in self.named:
-                            self.error(f"duplicate value name {vname!r}", vpos)
-                        add = graph.add_argument if word == "arguments" else graph.add_capture
-                        self.named[vname] = add(vname, t)
-                        if self.accept("}"):
-                            break
-                        self.expect(",")
-            elif word == "initializers":
-                self.pos = m.end()
-                self.expect("{")
-                if not self.accept("}"):
-                    while True:
-                        self.ws()
-                        vpos = self.pos
-                        self.expect("%")
-                        vname = self.sym("a value name", skip_ws=False)
-                        self.expect("=")
-                        self.ws()
-                        tpos = self.pos
-                        t = self.value()
-                        if not hasattr(t, "digest_only"):
-                            self.error("an initializer must be a dense<...> constant", tpos)
-                        if vname in self.named:
-                            self.error(f"duplicate value name {vname!r}", vpos)
-                        self.named[vname] = graph.add_initializer(vname, t)
-                        if self.accept("}"):
-                            break
-                        self.expect(",")
+                self.declarations(graph, word)
             else:
                 self.error(f"expected 'inputs', 'outputs', 'arguments', 'initializers', 'attributes', a node or "
                            f"'}}', found {self.found()}")
