@@ -111,3 +111,27 @@ def test_versioned_op_registry():
     g.opset_imports["vtest"] = 13
     n = g.add_node("Add", [], {}, [F], domain="vtest")
     assert n.info.commutative
+
+
+def test_version_counts_every_mutation_through_the_api():
+    """The pass manager skips re-verifying a graph whose version did not move; every mutation must move it."""
+    g = _graph()
+    add, clip = g.node("Add"), g.node("Clip")
+    steps = [
+        lambda: g.set_attr(add, "k", 1),
+        lambda: g.del_attr(add, "k"),
+        lambda: g.set_input(clip, 1, g.value("x")),
+        lambda: g.set_output_types(add, [F]),
+        lambda: g.replace_all_uses_with(g.value("sum"), g.value("x")),
+        lambda: g.set_outputs(list(g.outputs)),
+        lambda: g.add_node("Neg", [g.value("x")], {}, [F], domain="my"),
+        lambda: g.rename(add, "Add2"),
+        lambda: g.add_initializer("w2", Tensor.from_array(np.zeros(2, np.float32))),
+    ]
+    for step in steps:
+        before = g.version
+        step()
+        assert g.version > before, step
+    before = g.version
+    g.text(), g.topo_order(), g.copy(), verify(g)  # reading changes nothing
+    assert g.version == before

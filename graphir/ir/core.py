@@ -181,10 +181,17 @@ class Graph:
         # computes one after each pass and the next pass usually asks for it again) and the networkx view.
         self._order: Optional[list[Node]] = None
         self._view: Optional[nx.MultiDiGraph] = None
+        # Bumped by every mutation through this API (structural or not): equal versions mean an unchanged
+        # graph, so the pass manager need not verify again after a pass that touched nothing.
+        self.version = 0
 
     def _changed(self) -> None:
         self._order = None
         self._view = None
+        self.version += 1
+
+    def _touched(self) -> None:
+        self.version += 1
 
     # ------------------------------------------------------------------ lookup
     def __len__(self) -> int:
@@ -307,6 +314,7 @@ class Graph:
 
     def add_argument(self, name: str, type: TensorType) -> Value:
         """A graph argument: a value with no producing node."""
+        self._touched()
         if any(v.name == name for v in self.arguments):
             raise IRError(f"duplicate argument {name!r}")
         v = Value(None, len(self.arguments), type, name)
@@ -316,6 +324,7 @@ class Graph:
 
     def add_capture(self, name: str, type: TensorType) -> Value:
         """In a subgraph body: an argument standing for a captured outer value."""
+        self._touched()
         v = Value(None, len(self.captures), type, name)
         v.graph = self
         self.captures.append(v)
@@ -323,6 +332,7 @@ class Graph:
 
     def add_initializer(self, name: str, tensor: Tensor, type: Optional[TensorType] = None) -> Value:
         """A named constant value with no producing node."""
+        self._touched()
         if name in self.initializers:
             raise IRError(f"duplicate initializer {name!r}")
         v = Value(None, -1, type or TensorType(tensor.dtype, tensor.shape), name)
@@ -336,6 +346,7 @@ class Graph:
             raise IRError(f"cannot remove initializer {value.name!r}: it is still used")
         del self.initializers[value.name]
         value.graph = None
+        self._touched()
 
     def _check_owned(self, v: Value):
         if v.owner is not self:
@@ -390,11 +401,13 @@ class Graph:
         old = node.attrs.get(key)
         if isinstance(old, Subgraph):
             self._untrack_captures(node, key, old)
+        self._touched()
         node.attrs[key] = value
         if isinstance(value, Subgraph):
             self._track_captures(node, key, value)
 
     def del_attr(self, node: Node, key: str) -> None:
+        self._touched()
         old = node.attrs.pop(key, None)
         if isinstance(old, Subgraph):
             self._untrack_captures(node, key, old)
@@ -415,12 +428,14 @@ class Graph:
         new = [p if isinstance(p, Port) else Port(*p) for p in ports]
         for p in new:
             self._check_owned(p.value)
+        self._touched()
         self.outputs = new
 
     def set_graph_inputs(self, ports: Sequence[Union[Port, tuple[str, Value]]]) -> None:
         new = [p if isinstance(p, Port) else Port(*p) for p in ports]
         for p in new:
             self._check_owned(p.value)
+        self._touched()
         self.inputs = new
 
     def set_op(self, node: Node, op_type: str, domain: Optional[str] = None) -> None:
@@ -454,6 +469,7 @@ class Graph:
                 if p.value is old:
                     p.value = new
                     n += 1
+        self._touched()
         return n
 
     def replace_node(self, old: Node, new: Union[Node, Sequence[Value]]) -> None:
@@ -550,6 +566,7 @@ class Graph:
 
     def set_output_types(self, node: Node, types: Sequence[TensorType]) -> None:
         """Retype a node's outputs in place (outputs past ``len(types)`` must be unused)."""
+        self._touched()
         if len(types) < len(node.outputs):
             for v in node.outputs[len(types):]:
                 if self.has_uses(v):
