@@ -164,8 +164,8 @@ def rule(domain: str, *ops: str):
 
 def apply_rules(graph: Graph, rules: RuleSet, max_steps: Optional[int] = None) -> dict[str, int]:
     """Apply ``rules`` with a worklist until none fires: start from every matching node in topological
-    order; after a rewrite, revisit the rewritten node, the readers of its (new) outputs and its former
-    producers. Returns how often each rule fired."""
+    order; after a rewrite, revisit the rewritten node, the readers of its (new) outputs, its (new and
+    former) producers. Returns how often each rule fired."""
     fired: dict[str, int] = {}
     work = deque(n for n in graph.topo_order(by_name=False) if rules.for_node(n))
     queued = {id(n) for n in work}
@@ -204,6 +204,8 @@ def apply_rules(graph: Graph, rules: RuleSet, max_steps: Optional[int] = None) -
                     push(n)
                     for u in graph.users(n):
                         push(u)
+                    for v in n.inputs:  # a rewrite may have put new nodes in front of it
+                        push(None if v is None else v.node)
             for p in before:
                 push(p)
             break

@@ -151,8 +151,37 @@ def scalar_through_layout(graph, n):
     return None
 
 
+@rule("tf", "Mul")
+def scalar_into_contraction(graph, n):
+    """Mul(BatchMatMulV2(a, b), c) -> BatchMatMulV2(Mul(a, c), b) for a one-element constant ``c`` and a
+    contraction of two activations read only here. With :func:`scalar_through_layout` the scalar then reaches the projection
+    that produced ``a`` and fold-batch-norms folds it into its weights: attention's 1/sqrt(d) on the scores
+    ends in the query (or key) weights."""
+    if len(n.inputs) != 2:
+        return None
+    for s in (1, 0):
+        c = const_array(n.inputs[s])
+        mm = n.inputs[1 - s].node
+        # Between two activations only: a contraction with constant weights takes the scalar into them
+        # (fold-batch-norms) where it is.
+        if c is None or c.size != 1 or mm is None or mm.op_type != "BatchMatMulV2" or mm.domain != n.domain \
+                or any(is_const(v) for v in mm.inputs):
+            continue
+        a = mm.inputs[0]
+        if (a.dtype is not n.outputs[0].dtype or mm.control_inputs
+                or sole_use(graph, mm.outputs[0]) is None or n.control_inputs or graph.control_users(n)
+                or graph.is_signature_node(n) or mm.outputs[0].type != n.outputs[0].type):
+            continue
+        k = add_const(graph, c.reshape(()), f"{n.name}/scalar", like=n)
+        m = graph.add_node("Mul", [a, k], {"T": a.dtype}, [a.type], domain=n.domain, name=f"{n.name}/moved",
+                           device=n.device)
+        graph.set_input(mm, 0, m.outputs[0])
+        return mm.outputs[0]
+    return None
+
+
 RULES = RuleSet([neutral_operand, reshape_noop, reshape_of_reshape, transpose_of_transpose, cast_noop,
-                 squeeze_expand_pair, constant_chain, scalar_through_layout])
+                 squeeze_expand_pair, constant_chain, scalar_through_layout, scalar_into_contraction])
 
 
 @register_pass
@@ -161,8 +190,8 @@ class SimplifyArithmetic(Pass):
     """After: no x*1, x+0, x-0, x/1 that keeps x's type, no no-op Reshape/Cast, no Reshape of a
     single-use Reshape, no Transpose pair (composed or removed), no Squeeze/ExpandDims round trip, and no
     Mul/Add by a constant of a single-use Mul/Add by a constant, and no Mul by a scalar constant reads a
-    single-use Reshape/Transpose/ExpandDims/Squeeze (the scalar moves before it). Graph output nodes keep
-    their names."""
+    single-use Reshape/Transpose/ExpandDims/Squeeze or activation-by-activation BatchMatMulV2 (the scalar
+    moves onto their first input). Graph output nodes keep their names."""
 
     name = "simplify-arithmetic"
     phase = "optimize"
