@@ -9,6 +9,10 @@ constant coefficients, and the last value equal to ``(x - mean) * rsqrt * gamma 
 ``gamma``, ``beta`` (either may be absent) is replaced by ``_MklLayerNorm(x, gamma, beta, epsilon)``, TF's
 oneDNN kernel (fp32 and bf16, rank 2-3; a rank >= 4 input is reshaped to rank 3 around it).
 
+tf.keras's fused LayerNormalization is recognised too: ``Reshape(x, [1, rows, C, 1])`` into a training-mode
+NCHW ``FusedBatchNorm*`` with unit scale and zero offset (constants, or ``Fill``s of 1 and 0 for a dynamic
+batch), ``Reshape`` back to ``x``'s shape, then an optional ``Mul`` by gamma and ``Add`` of beta.
+
 Nothing changes when the installed TF lacks the op or its CPU kernel for the dtype
 (:func:`graphir.dialects.tf_canonical.mkl_layer_norm_available`).
 """
@@ -26,6 +30,31 @@ from .base import Pass, PassResult, register_pass
 from .patterns import add_const, const_array, remove_dead
 
 _ARITH = frozenset({"Mul", "Add", "AddV2", "Sub", "Neg", "RealDiv", "Div"})
+_FUSED_BN = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
+
+
+def _filled(v: Value, want: float) -> bool:
+    """``v`` is a constant (or a ``Fill`` of a constant) whose every element is ``want``."""
+    a = const_array(v)
+    if a is None:
+        fill = _tf(v, "Fill")
+        a = None if fill is None else const_array(fill.inputs[1])
+    return a is not None and a.size > 0 and bool(np.all(a == want))
+
+
+def _last_axis_vector(v: Value, c: int, rank: int) -> Optional[np.ndarray]:
+    """A constant that broadcasts along the last axis only, as a length-``c`` vector."""
+    a = const_array(v)
+    if a is None or a.ndim > rank or a.size not in (1, c) or (a.size == c and a.shape[-1] != c):
+        return None
+    return np.broadcast_to(a.reshape(-1), (c,)).astype(np.float64)
+
+
+def _sole_reader(graph: Graph, v: Value) -> Optional[tuple[Node, int]]:
+    uses = graph.uses(v)
+    if len(uses) != 1 or graph.is_output(v) or uses[0][0].domain != "tf" or uses[0][0].control_inputs:
+        return None
+    return uses[0]
 
 
 def _tf(v: Optional[Value], *ops: str) -> Optional[Node]:
@@ -185,7 +214,53 @@ class CanonicalizeLayerNorm(Pass):
             y, gamma, beta = found
             counts["reshaped"] += self._rewrite(graph, x, y, gamma, beta, eps)
             counts["layer_norms"] += 1
+        for bn in [n for n in graph.nodes() if n.op_type in _FUSED_BN and n.domain == "tf"]:
+            if bn.graph is not graph:
+                continue
+            found = self._fused(graph, bn)
+            if found is None:
+                continue
+            x, y, gamma, beta, eps = found
+            counts["reshaped"] += self._rewrite(graph, x, y, gamma, beta, eps)
+            counts["fused_layer_norms"] = counts.get("fused_layer_norms", 0) + 1
         return PassResult.of(**counts)
+
+    @staticmethod
+    def _fused(graph: Graph, bn: Node):
+        """(x, y, gamma, beta, eps) when ``bn`` is the core of tf.keras's fused layer norm of ``x``."""
+        fmt = bn.attrs.get("data_format", "NHWC")
+        fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+        if not bn.attrs.get("is_training", True) or fmt != "NCHW" or bn.control_inputs:
+            return None
+        if any(graph.has_uses(v) for v in bn.outputs[1:]):
+            return None
+        rin = _tf(bn.inputs[0], "Reshape")
+        if rin is None or len(graph.uses(rin.outputs[0])) != 1:
+            return None
+        x = rin.inputs[0]
+        dims, sq = x.shape.dims, rin.outputs[0].shape.dims
+        if dims is None or len(dims) < 2 or dims[-1] is None or sq is None or len(sq) != 4 \
+                or sq[0] != 1 or sq[2] != dims[-1] or sq[3] != 1 or not mkl_layer_norm_available(x.dtype):
+            return None
+        if not (_filled(bn.inputs[1], 1.0) and _filled(bn.inputs[2], 0.0)):
+            return None
+        back = _sole_reader(graph, bn.outputs[0])
+        if back is None or back[0].op_type != "Reshape" or back[0].outputs[0].type != x.type:
+            return None
+        c, rank = dims[-1], len(dims)
+        y = back[0].outputs[0]
+        gamma, beta = np.ones(c), np.zeros(c)
+        nxt = _sole_reader(graph, y)
+        if nxt is not None and nxt[0].op_type == "Mul" and nxt[0].outputs[0].type == x.type:
+            g = _last_axis_vector(nxt[0].inputs[1 - nxt[1]], c, rank)
+            if g is not None:
+                gamma, y = g, nxt[0].outputs[0]
+                nxt = _sole_reader(graph, y)
+        if nxt is not None and nxt[0].op_type in ("Add", "AddV2") and nxt[0].outputs[0].type == x.type:
+            b = _last_axis_vector(nxt[0].inputs[1 - nxt[1]], c, rank)
+            if b is not None:
+                beta, y = b, nxt[0].outputs[0]
+        return x, y, gamma, beta, float(bn.attrs.get("epsilon", 1e-3))
 
     @staticmethod
     def _output(graph: Graph, r: Node, x: Value, mean: Value, order: dict):

@@ -131,3 +131,50 @@ def test_near_misses_stay(fn):
     g = prepared(build(lambda x: tf.identity(fn(x), name="y"), [[None, 6, 8]]))
     out, res = apply(CanonicalizeLayerNorm(), g)
     assert not res.changed and out.text() == g.text()
+
+
+def _tf_keras_fused_layer_norm(x, gamma, beta, eps=1e-3):
+    """What tf.keras (Keras 2) traces for LayerNormalization over the last axis when it takes its fused
+    path: a reshape to [1, rows, C, 1], a training-mode NCHW FusedBatchNormV3 with unit scale and zero
+    offset, a reshape back, then gamma and beta."""
+    shape = tf.shape(x)
+    rows = tf.reduce_prod(shape[:-1])
+    squeezed = tf.reshape(x, tf.stack([1, rows, shape[-1], 1]))
+    ones = tf.ones(tf.reshape(rows, [1]))
+    zeros = tf.zeros(tf.reshape(rows, [1]))
+    y, _, _ = tf.compat.v1.nn.fused_batch_norm(squeezed, ones, zeros, epsilon=eps, data_format="NCHW")
+    return tf.reshape(y, shape) * gamma + beta
+
+
+@pytest.mark.parametrize("shape", [[2, 5, 8], [None, 5, 8], [2, 3, 4, 8]])
+def test_tf_keras_fused_form(shape):
+    if not mkl_layer_norm_available(f32):
+        pytest.skip("this TF has no _MklLayerNorm kernel")
+    rng = np.random.default_rng(3)
+    gamma = rng.uniform(0.5, 1.5, 8).astype(np.float32)
+    beta = rng.normal(0.0, 0.3, 8).astype(np.float32)
+    g = prepared(build(lambda x: [_tf_keras_fused_layer_norm(x, tf.constant(gamma), tf.constant(beta))], [shape]))
+    assert any(n.op_type == "FusedBatchNormV3" for n in g.nodes())
+    out, res = apply(CanonicalizeLayerNorm(), g)
+    assert res.counts.get("fused_layer_norms") == 1
+    assert "FusedBatchNormV3" not in ops(out) and ops(out).count("_MklLayerNorm") == 1
+    x = (np.random.default_rng(0).standard_normal([3 if d is None else d for d in shape]) * 2 + 0.5)
+    f = {g.inputs[0].name: x.astype(np.float32)}
+    (a,), (b,) = Runner(g)(f), Runner(out)(f)
+    assert rel_err(a, b) <= 1e-5
+    # In the bf16 pipeline, fed by a bf16 matmul, the layer norm runs in bf16 too.
+    w = rng.standard_normal((8, 8)).astype(np.float32) * 0.3
+    g2 = prepared(build(lambda x: [_tf_keras_fused_layer_norm(
+        tf.einsum("...c,cd->...d", x, tf.constant(w)), tf.constant(gamma), tf.constant(beta))], [shape]))
+    om = graphir.compile(g2, precisions="bf16", target="amx_bf16")
+    (ln,) = [n for n in om.ir.nodes() if n.op_type == "_MklLayerNorm"]
+    assert ln.attrs["T"] is bf16
+    assert rel_err(Runner(g2)(f)[0], Runner(om.ir)(f)[0]) <= 5e-2
+
+
+def test_tf_keras_fused_form_needs_unit_scale():
+    # A real training batch norm (scale not 1) is not a layer norm: nothing changes.
+    g = prepared(build(lambda x: [tf.compat.v1.nn.fused_batch_norm(
+        tf.reshape(x, [1, 10, 8, 1]), tf.fill([10], 2.0), tf.zeros([10]), data_format="NCHW")[0]], [[2, 5, 8]]))
+    out, res = apply(CanonicalizeLayerNorm(), g)
+    assert not res.changed and "_MklLayerNorm" not in ops(out)
