@@ -34,6 +34,7 @@ class Dialect:
     # Set by the runtime layer: evaluate(graph, nodes, fetches) -> arrays; runner(graph) -> callable.
     _evaluator: Optional[Callable] = None
     _runner: Optional[Callable] = None
+    _run_errors: Optional[Callable[[], tuple]] = None
 
     # ---------------------------------------------------------------- op data
     def op_info(self, op_type: str, version: Optional[int] = None) -> Optional[OpInfo]:
@@ -94,8 +95,16 @@ class Dialect:
     def set_evaluator(self, fn: Callable) -> None:
         self._evaluator = fn
 
-    def set_runner(self, fn: Callable) -> None:
+    def set_runner(self, fn: Callable, errors: Optional[Callable[[], tuple]] = None) -> None:
+        """``fn(graph, **kwargs)`` makes a runner; ``errors()`` names the exception types the framework
+        raises for a graph it cannot import or run (called lazily: the framework need not be imported)."""
         self._runner = fn
+        self._run_errors = errors
+
+    def run_errors(self) -> tuple:
+        """Exception types that mean "this graph cannot run here" rather than a bug in graphir."""
+        extra = self._run_errors() if self._run_errors is not None else ()
+        return (DialectError, ValueError, TypeError) + tuple(extra)
 
     def evaluate(self, graph: Graph, nodes: Sequence[Node], fetches: Sequence[Value]) -> list[np.ndarray]:
         """The values of ``fetches``, computed by the framework from ``nodes`` (topologically ordered)."""

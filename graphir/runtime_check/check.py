@@ -96,9 +96,9 @@ RUN_ERRORS: tuple = (ValueError, TypeError)  # plus tf.errors.OpError, added by 
 
 def _run_errors() -> tuple:
     """What TF raises for a graph it cannot import or run (anything else is a bug, and propagates)."""
-    import tensorflow as tf
+    from .runner import run_errors
 
-    return RUN_ERRORS + (tf.errors.OpError,)
+    return RUN_ERRORS + run_errors()
 
 
 def tf_error_line(e: BaseException) -> str:

@@ -26,6 +26,15 @@ def session(model, *, intra_op_threads: Optional[int] = None):
     return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
 
 
+def run_errors() -> tuple:
+    """What ONNX Runtime raises for a model it cannot load or run (its own exception types)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+    return tuple(getattr(ort_state, n) for n in ("Fail", "InvalidArgument", "InvalidGraph", "NotImplemented",
+                                                  "RuntimeException", "NoSuchFile", "InvalidProtobuf")
+                 if hasattr(ort_state, n))
+
+
 class OrtRunner:
     """``OrtRunner(graph)(feeds) -> [outputs]``, like the TF :class:`~graphir.runtime_check.runner.Runner`:
     feeds are a dict keyed by input port name or a list in input order; outputs come in port order."""

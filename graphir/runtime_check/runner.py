@@ -63,6 +63,14 @@ def _default_ports(tfg, graph_def):
     return [(n, n) for n in ins], [(t[:-2] if t.endswith(":0") else t, t) for t in outs]
 
 
+def run_errors() -> tuple:
+    """What TF raises for a graph it cannot import or run, beyond ValueError/TypeError (anything else is a
+    bug, and propagates)."""
+    import tensorflow as tf
+
+    return (tf.errors.OpError,)
+
+
 class Runner:
     """``Runner(graph)(feeds) -> [outputs]``. Feeds: a dict keyed by port or tensor name, or a list in
     input order. The TF graph and session are built once."""

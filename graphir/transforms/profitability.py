@@ -6,7 +6,7 @@ import time
 from typing import Callable, Optional
 
 from ..ir import Graph
-from ..ir.dialect import DialectError, graph_dialect
+from ..ir.dialect import graph_dialect
 from ..runtime_check.runner import random_inputs
 
 MEASURE_BATCH = 8
@@ -28,9 +28,9 @@ def measure_speedup(fp32_graph: Graph, bf16_graph: Graph, max_runs: int = 50, mi
             ra, rb = d.runner(fp32_graph), d.runner(bf16_graph)
             feeds = random_inputs(fp32_graph, dim=batch)
             ra(feeds), rb(feeds)   # warm-up: grappler, oneDNN primitive creation
-        except (DialectError, RuntimeError, ValueError, TypeError):
-            # Graphs this machine cannot run (no kernel, unfeedable inputs): no measurement, the cost model
-            # has already decided.
+        except d.run_errors():
+            # Graphs this machine cannot run on random inputs (no kernel, sizes the model rejects): no
+            # measurement; the cost model has already decided.
             return None
         ta, tb = [], []
         start = clock()

@@ -334,3 +334,29 @@ def test_tiny_model_gets_bf16_on_amx_when_measured_faster(stub_timer, monkeypatc
     assert not any(v.dtype is bf16 for n in om.ir.nodes() for v in n.outputs)
 
 
+
+
+def test_measurement_that_cannot_run_leaves_the_cost_models_choice(monkeypatch):
+    """A graph TF rejects on random inputs (e.g. sizes a fully convolutional model refuses) cannot be
+    timed: compile goes on with the cost model's choice instead of failing."""
+    from graphir.dialects import TF
+
+    monkeypatch.setenv("GRAPHIR_CPU_FLAGS", "avx512f avx512_bf16 amx_bf16")
+    real = TF._runner
+
+    def runner(graph, **kw):
+        inner = real(graph, **kw)
+
+        class Rejecting:
+            def __call__(self, feeds):
+                raise tf.errors.InvalidArgumentError(None, None, "Computed output size would be negative")
+
+            def close(self):
+                inner.close()
+        return Rejecting()
+
+    monkeypatch.setattr(TF, "_runner", runner)
+    g = build(_matmul_chain, [(256, 256)])
+    om = graphir.compile(g, precisions="bf16,fp32")
+    assert om.report["bf16_measured_speedup"] is None
+    assert any(v.dtype is bf16 for n in om.ir.nodes() for v in n.outputs)
