@@ -28,7 +28,7 @@ import numpy as np
 from .types import DType, FuncRef, Placeholder, Shape, Subgraph, Tensor, TensorType
 
 if TYPE_CHECKING:
-    from .core import Graph, Node, Value
+    from .core import Graph, Node
 
 INLINE_ELEMENTS = 16          # constants up to this many elements always print in full
 HEX_THRESHOLD = 64            # with full constants, above this many elements use a hex blob

@@ -194,7 +194,7 @@ class _Parser:
                     return items
                 if c != ",":
                     self.fail("expected ',' or ']' in a list")
-        first, quoted = self.scalar()
+        first, _ = self.scalar()
         if self.peek() == ";":  # the a;b list form
             items = [first]
             while self.peek() == ";":
@@ -203,7 +203,7 @@ class _Parser:
                     break
                 items.append(self.scalar()[0])
             return items
-        return first if quoted else first
+        return first
 
     def pipeline(self) -> list[Pass]:
         load_passes()

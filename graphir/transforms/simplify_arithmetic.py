@@ -126,58 +126,47 @@ def constant_chain(graph, n):
 _LAYOUT = ("Reshape", "Transpose", "ExpandDims", "Squeeze")
 
 
+def _move_scalar(graph, n, accepts):
+    """Mul(op(x, ...), c) -> op(Mul(x, c), ...) for a one-element constant ``c`` and an ``op`` that
+    ``accepts(op)``, is read only by ``n`` and keeps ``n``'s type. Returns op's output (the replacement of
+    ``n``), or None."""
+    if len(n.inputs) != 2 or n.control_inputs or graph.control_users(n) or graph.is_signature_node(n):
+        return None
+    for s in (1, 0):
+        c = const_array(n.inputs[s])
+        op = n.inputs[1 - s].node
+        if c is None or c.size != 1 or op is None or op.domain != n.domain or op.control_inputs \
+                or not accepts(op):
+            continue
+        x = op.inputs[0]
+        if x.dtype is not n.outputs[0].dtype or op.outputs[0].type != n.outputs[0].type \
+                or sole_use(graph, op.outputs[0]) is None:
+            continue
+        k = add_const(graph, c.reshape(()), f"{n.name}/scalar", like=n)
+        m = graph.add_node("Mul", [x, k], {"T": x.dtype}, [x.type], domain=n.domain, name=f"{n.name}/moved",
+                           device=n.device)
+        graph.set_input(op, 0, m.outputs[0])
+        return op.outputs[0]
+    return None
+
+
 @rule("tf", "Mul")
 def scalar_through_layout(graph, n):
     """Mul(layout(x), c) -> layout(Mul(x, c)) for a one-element constant ``c`` and a Reshape / Transpose /
     ExpandDims / Squeeze read only here: a scalar commutes with data movement, and next to its producer it
     folds into weights (attention's 1/sqrt(d) after the query projection's reshape into heads)."""
-    if len(n.inputs) != 2:
-        return None
-    for s in (1, 0):
-        c = const_array(n.inputs[s])
-        lay = n.inputs[1 - s].node
-        if c is None or c.size != 1 or lay is None or lay.op_type not in _LAYOUT or lay.domain != n.domain:
-            continue
-        x = lay.inputs[0]
-        if (x.dtype is not n.outputs[0].dtype or lay.control_inputs or sole_use(graph, lay.outputs[0]) is None
-                or n.control_inputs or graph.control_users(n) or graph.is_signature_node(n) or is_const(x)
-                or lay.outputs[0].type != n.outputs[0].type):
-            continue
-        k = add_const(graph, c.reshape(()), f"{n.name}/scalar", like=n)
-        m = graph.add_node("Mul", [x, k], {"T": x.dtype}, [x.type], domain=n.domain, name=f"{n.name}/moved",
-                           device=n.device)
-        graph.set_input(lay, 0, m.outputs[0])
-        return lay.outputs[0]
-    return None
+    return _move_scalar(graph, n, lambda op: op.op_type in _LAYOUT and not is_const(op.inputs[0]))
 
 
 @rule("tf", "Mul")
 def scalar_into_contraction(graph, n):
     """Mul(BatchMatMulV2(a, b), c) -> BatchMatMulV2(Mul(a, c), b) for a one-element constant ``c`` and a
-    contraction of two activations read only here. With :func:`scalar_through_layout` the scalar then reaches the projection
-    that produced ``a`` and fold-batch-norms folds it into its weights: attention's 1/sqrt(d) on the scores
-    ends in the query (or key) weights."""
-    if len(n.inputs) != 2:
-        return None
-    for s in (1, 0):
-        c = const_array(n.inputs[s])
-        mm = n.inputs[1 - s].node
-        # Between two activations only: a contraction with constant weights takes the scalar into them
-        # (fold-batch-norms) where it is.
-        if c is None or c.size != 1 or mm is None or mm.op_type != "BatchMatMulV2" or mm.domain != n.domain \
-                or any(is_const(v) for v in mm.inputs):
-            continue
-        a = mm.inputs[0]
-        if (a.dtype is not n.outputs[0].dtype or mm.control_inputs
-                or sole_use(graph, mm.outputs[0]) is None or n.control_inputs or graph.control_users(n)
-                or graph.is_signature_node(n) or mm.outputs[0].type != n.outputs[0].type):
-            continue
-        k = add_const(graph, c.reshape(()), f"{n.name}/scalar", like=n)
-        m = graph.add_node("Mul", [a, k], {"T": a.dtype}, [a.type], domain=n.domain, name=f"{n.name}/moved",
-                           device=n.device)
-        graph.set_input(mm, 0, m.outputs[0])
-        return mm.outputs[0]
-    return None
+    contraction of two activations read only here. With :func:`scalar_through_layout` the scalar then
+    reaches the projection that produced ``a`` and fold-batch-norms folds it into its weights: attention's
+    1/sqrt(d) on the scores ends in the query (or key) weights. A contraction with constant weights is left
+    alone: fold-batch-norms takes the scalar into them where it is."""
+    return _move_scalar(graph, n, lambda op: op.op_type == "BatchMatMulV2"
+                        and not any(is_const(v) for v in op.inputs))
 
 
 RULES = RuleSet([neutral_operand, reshape_noop, reshape_of_reshape, transpose_of_transpose, cast_noop,
