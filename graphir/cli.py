@@ -120,9 +120,15 @@ def cmd_compile(a) -> int:
         asked = None if a.precisions is None else compiler.parse_precisions(a.precisions)
     except ConfigError as e:
         raise ConfigError("--precisions: " + str(e).split(": ", 1)[-1]) from None  # not "precisions[0]"
-    if fmt == "onnx" and not a.model.lower().endswith((".onnx", ".gir")):
-        raise ConfigError(f"--format onnx: {a.model} is not an ONNX model; exporting TensorFlow models to ONNX is "
-                          f"not supported")
+    # A TF model written as ONNX is exported: the TF passes, then the conversion (op set --opset).
+    export = fmt == "onnx" and not a.model.lower().endswith((".onnx", ".gir"))
+    if a.opset is not None and not export:
+        raise ConfigError("--opset applies to exporting a TensorFlow model to ONNX (-o model.onnx); ONNX models "
+                          "keep their op set")
+    if export:
+        from .transforms.tf_to_onnx import check_opset
+
+        check_opset(17 if a.opset is None else a.opset)
     if fmt == "onnx" and asked and "bf16" in asked:
         raise ConfigError("--precisions: bf16 is not supported for ONNX output (ONNX Runtime's CPU provider has "
                           "no bf16 kernels); use fp32")
@@ -157,6 +163,9 @@ def cmd_compile(a) -> int:
 
     original = graphir.load(a.model, inputs, outputs)
     require_runnable(original, a.model)
+    if export:
+        # The conversion names every op it cannot convert (after the TF passes, which remove some).
+        kw.update(export="onnx", opset=17 if a.opset is None else a.opset)
     spec, where = a.input_shapes, "--input-shapes"
     if spec is None and a.config is not None:
         from .config import load_config
@@ -381,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--format", help="pb, pbtxt, saved_model or gir (default: from the output suffix)")
     c.add_argument("--precisions", help="fp32 (default, or the --config's), bf16,fp32 or bf16")
     c.add_argument("--target", default="native", help="native (default), avx512_bf16, amx_bf16 or generic")
+    c.add_argument("--opset", type=int, metavar="N",
+                   help="ONNX op set of a TensorFlow model exported to ONNX (-o model.onnx; default 17)")
     c.add_argument("--passes", metavar="PIPELINE", help="comma-separated pass pipeline instead of the default")
     c.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass")
     c.add_argument("--print-ir-after", action="append", metavar="PASS", help="print the IR after PASS")

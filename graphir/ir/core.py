@@ -586,6 +586,15 @@ class Graph:
         node.name = new_name
         self._nodes[new_name] = node
 
+    def set_value_name(self, value: Value, name: str) -> None:
+        """Give a node output a name of its own (dialects whose values are named apart from their
+        producers, e.g. ONNX). Initializers are keyed by name and keep theirs."""
+        self._check_owned(value)
+        if value.node is None:
+            raise IRError(f"{value.name!r} is not a node output; only node outputs can be renamed")
+        value._name = name
+        self._touched()
+
     # ------------------------------------------------------------------ algorithms
     def _is_back_edge(self, src: Node, dst: Node) -> bool:
         return src.info.loop_next and dst.info.loop_merge

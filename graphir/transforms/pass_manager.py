@@ -168,11 +168,21 @@ def default_pipeline(opts, report: Optional[dict] = None, graph: Optional[Graph]
     load_passes()
     from ..dialects.onnx import is_onnx_graph
 
-    if graph is not None and is_onnx_graph(graph):
-        if "bf16" in getattr(opts, "precisions", ["fp32"]):
-            raise ConfigError("--precisions: bf16 is not supported for ONNX models (ONNX Runtime's CPU "
-                              "provider has no bf16 kernels); use fp32")
-        return Pipeline([PASSES[n]() for n in ONNX_FP32_PIPELINE])
+    export = getattr(opts, "export", None)
+    if export not in (None, "onnx"):
+        raise ConfigError(f"export: unknown format {export!r}; only onnx")
+    onnx_in = graph is not None and is_onnx_graph(graph)
+    if (onnx_in or export) and "bf16" in getattr(opts, "precisions", ["fp32"]):
+        raise ConfigError("--precisions: bf16 is not supported for ONNX models (ONNX Runtime's CPU "
+                          "provider has no bf16 kernels); use fp32")
+    onnx_passes = [PASSES[n]() for n in ONNX_FP32_PIPELINE]
+    if onnx_in:
+        return Pipeline(onnx_passes)
+    if export:
+        # The TF FP32 passes up to (not including) lowering to TF's kernels, then the conversion and the
+        # ONNX passes on its result.
+        tf_passes = [PASSES[n]() for n in FP32_PIPELINE if PASSES[n].phase != "lower"]
+        return Pipeline(tf_passes + [PASSES["tf-to-onnx"](opset=getattr(opts, "opset", 17))] + onnx_passes)
     report = report if report is not None else {}
     target = getattr(opts, "target", "native")
     passes: list[Pass] = [PASSES[n](target=target) if n == "lower-onednn" else PASSES[n]() for n in FP32_PIPELINE]

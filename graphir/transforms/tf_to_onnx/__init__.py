@@ -1,0 +1,179 @@
+"""tf-to-onnx: convert a graph of the tf dialect into the onnx dialect (TF -> ONNX export).
+
+The pass runs after the TF FP32 pipeline (batch norms folded, GELU / swish / LayerNorm / einsum
+canonicalized), so converters see few spellings of each computation. It is all or nothing: before
+anything changes, every TF op without a converter is named in one :class:`ExportError` (exit 2).
+
+Then, in topological order: placeholders become graph arguments (keeping the input names), constants
+initializers, and every other node is replaced by what its converter (``nn``, ``math``, ``array``)
+builds. Each ONNX value is named after the TF value it stands for, graph outputs after their ports.
+Control edges have no ONNX meaning and are dropped (they only order side effects, and an inference graph
+exported here has none). Last, ONNX's own shape inference (with data propagation) types every value, and
+the graph imports op set ``opset`` of the default domain.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...dialects.onnx import DOMAIN, unique_value_name
+from ...ir import Graph
+from ...ir.types import TensorType
+from ..base import Pass, PassResult, register_pass
+from . import array, math, nn  # noqa: F401  (converters register themselves)
+from .context import CONVERTERS, Ctx, ExportError
+
+TF = "tf"
+MIN_OPSET = 13
+# Dropped: they order or check execution, which an exported inference graph does not need.
+DROPPED = {"NoOp", "Assert"}
+
+
+def unsupported_ops(graph: Graph) -> list[str]:
+    """TF op types in ``graph`` that have no ONNX conversion, sorted."""
+    return sorted({n.op_type for n in graph.nodes() if n.domain == TF and n.op_type not in CONVERTERS
+                   and n.op_type not in DROPPED and n.op_type not in ("Placeholder", "Const")})
+
+
+def max_opset() -> int:
+    import onnx.defs
+
+    return onnx.defs.onnx_opset_version()
+
+
+def check_opset(opset: int) -> None:
+    if not MIN_OPSET <= opset <= max_opset():
+        raise ExportError(f"--opset {opset}: ONNX export supports op sets {MIN_OPSET} to {max_opset()}")
+
+
+def _refine_types(graph: Graph) -> None:
+    """Type every node output with ONNX shape inference (data propagation on), keeping what TF knew where
+    inference knows less."""
+    import onnx.shape_inference
+
+    from ...backends.onnx import to_model
+    from ...frontends.onnx import type_from_proto
+
+    m = to_model(graph)
+    m.graph.ClearField("initializer")  # shapes of initializers travel as graph inputs: no weight copies
+    for k, v in graph.initializers.items():
+        from onnx import helper
+
+        from ...dialects.onnx import dtype_to_onnx
+
+        m.graph.input.append(helper.make_tensor_value_info(k, dtype_to_onnx(v.dtype), list(v.shape.dims)))
+    inferred = onnx.shape_inference.infer_shapes(m, data_prop=True)
+    types = {vi.name: vi.type for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    for node in graph.nodes():
+        new = []
+        for v in node.outputs:
+            t = types.get(v.name)
+            cur = v.type
+            if t is not None and t.HasField("tensor_type"):
+                inf = type_from_proto(t)
+                if inf.dtype is cur.dtype and inf.shape.rank is not None and (
+                        cur.shape.rank is None or _more_known(inf, cur)):
+                    cur = TensorType(cur.dtype, _merge_dims(inf, cur))
+            new.append(cur)
+        if any(a is not b for a, b in zip(new, [v.type for v in node.outputs])):
+            graph.set_output_types(node, new)
+
+
+def _more_known(a: TensorType, b: TensorType) -> bool:
+    return a.shape.rank == b.shape.rank and any(x is not None and y is None for x, y in zip(a.shape.dims, b.shape.dims))
+
+
+def _merge_dims(inf: TensorType, cur: TensorType):
+    from ...ir.types import Shape
+
+    if cur.shape.rank is None or cur.shape.rank != inf.shape.rank:
+        return inf.shape
+    return Shape([x if x is not None else y for x, y in zip(cur.shape.dims, inf.shape.dims)])
+
+
+@register_pass
+@dataclass(frozen=True)
+class TFToONNX(Pass):
+    """After: every node is an onnx node of op set ``opset``; graph inputs are arguments with the TF input
+    names, graph outputs keep their names, constants are initializers; the graph computes what the TF graph
+    computed (checked by running both: TF for the original, ONNX Runtime for the result)."""
+
+    name = "tf-to-onnx"
+    phase = "lower"
+    opset: int = 17
+
+    def run(self, graph: Graph) -> PassResult:
+        check_opset(self.opset)
+        missing = unsupported_ops(graph)
+        if missing:
+            raise ExportError(f"cannot export to ONNX: no conversion for TensorFlow op"
+                              f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        if any(n.domain not in (TF, DOMAIN) for n in graph.nodes()):
+            raise ExportError("cannot export to ONNX: the graph has nodes of other dialects")
+        order = graph.topo_order()
+        graph.opset_imports = {DOMAIN: self.opset}
+        # Inputs first, so their names are taken before any other value is named.
+        inputs, done = [], set()
+        for p in graph.inputs:
+            v = p.value
+            if v.node is not None and v.node.domain == TF:
+                arg = graph.add_argument(unique_value_name(graph, p.name), TensorType(v.dtype, v.shape))
+                graph.replace_all_uses_with(v, arg)
+                inputs.append((p.name, arg))
+                done.add(v.node)
+            else:
+                inputs.append((p.name, v))
+        graph.set_graph_inputs(inputs)
+        for n in done:
+            for u in graph.control_users(n):
+                graph.remove_control_input(u, n)
+            graph.remove_node(n, forward_control=False)
+        out_names = {}
+        for p in graph.outputs:
+            out_names.setdefault(id(p.value), p.name)
+        converted = 0
+        for node in order:
+            if node.domain != TF or node in done:
+                continue
+            for c in list(node.control_inputs):
+                graph.remove_control_input(node, c)
+            for u in graph.control_users(node):
+                graph.remove_control_input(u, node)
+            news = self._convert(graph, node)
+            for old, new in zip(node.outputs, news):
+                want = out_names.get(id(old), old.name)
+                if new.node is not None and new.node.domain == DOMAIN and new._name is not None \
+                        and new.name.startswith(node.name + "/"):
+                    graph.set_value_name(new, unique_value_name(graph, want))
+                graph.replace_all_uses_with(old, new)
+            graph.remove_node(node, forward_control=False)
+            converted += 1
+        for k in [k for k in graph.attrs if k.startswith("tf.")]:
+            del graph.attrs[k]
+        graph.attrs["onnx.producer_name"] = "graphir"
+        _refine_types(graph)
+        return PassResult.of(converted=converted)
+
+    def _convert(self, graph: Graph, node):
+        if node.op_type == "Placeholder":
+            return [graph.add_argument(unique_value_name(graph, node.outputs[0].name), node.outputs[0].type)]
+        if node.op_type == "Const":
+            t = node.const_value()
+            if t is None:
+                raise ExportError(f"{node.name} (Const): no value")
+            return [graph.add_initializer(unique_value_name(graph, node.outputs[0].name), t)]
+        if node.op_type in DROPPED:
+            return []
+        out = CONVERTERS[node.op_type](Ctx(graph, node, self.opset))
+        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        # A converter that disagrees with TF's types is a graphir bug (the pass manager reports it, exit 3).
+        if len(outs) != len(node.outputs):
+            raise RuntimeError(f"{node.name} ({node.op_type}): converter made {len(outs)} outputs for "
+                               f"{len(node.outputs)}")
+        for old, new in zip(node.outputs, outs):
+            if new.dtype is not old.dtype:
+                raise RuntimeError(f"{node.name} ({node.op_type}): converted output is {new.dtype.name}, "
+                                   f"TF's is {old.dtype.name}")
+        return outs
+
+
+__all__ = ["TFToONNX", "ExportError", "unsupported_ops", "check_opset", "MIN_OPSET"]

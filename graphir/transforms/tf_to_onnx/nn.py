@@ -1,0 +1,322 @@
+"""Converters of TF's neural-network ops: convolutions (plain, depthwise, transposed, and the fused forms
+with their epilogues), pooling, batch and layer normalization, activations, softmax and resizing.
+
+TF's are NHWC, ONNX's NCHW: each layout-sensitive op is wrapped in transposes (onnx-transpose-sink
+removes the pairs that meet). Constant filters are rearranged at conversion time (HWIO -> OIHW).
+"""
+from __future__ import annotations
+
+import math as _math
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ...ir import Value
+from ...ir.types import Shape
+from ..patterns import const_array
+from .context import I64, Ctx, converts
+
+
+# ------------------------------------------------------------------------------------------ layout
+def _nchw(cx: Ctx) -> bool:
+    fmt = cx.attr("data_format", "NHWC")
+    fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+    if fmt not in ("NHWC", "NCHW"):
+        raise cx.fail(f"data_format {fmt} is not supported for ONNX export")
+    return fmt == "NCHW"
+
+
+def _hw(cx: Ctx, key: str, default: int = 1) -> list[int]:
+    """The spatial entries of an NHWC/NCHW 4-element attribute (strides, dilations, ksize)."""
+    v = cx.attr(key)
+    if not v:
+        return [default, default]
+    v = [int(x) for x in v]
+    if len(v) == 4:
+        return v[2:4] if _nchw(cx) else v[1:3]
+    return v
+
+
+def _pads(cx: Ctx, x: Value, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]) -> dict:
+    """ONNX pad attributes for TF's padding of ``x`` (NCHW)."""
+    padding = cx.attr("padding", "VALID")
+    padding = padding.decode() if isinstance(padding, bytes) else padding
+    if padding == "VALID":
+        return {"pads": [0, 0, 0, 0]}
+    if padding == "EXPLICIT":
+        e = [int(p) for p in cx.attr("explicit_paddings", [])]
+        if len(e) != 8:
+            raise cx.fail("EXPLICIT padding without 8 explicit_paddings")
+        h, w = (2, 3) if _nchw(cx) else (1, 2)
+        return {"pads": [e[2 * h], e[2 * w], e[2 * h + 1], e[2 * w + 1]]}
+    if padding != "SAME":
+        raise cx.fail(f"padding {padding} is not supported")
+    dims = x.shape.dims
+    if dims is None or dims[2] is None or dims[3] is None:
+        return {"auto_pad": "SAME_UPPER"}  # TF's SAME puts the odd pixel at the end, as SAME_UPPER does
+    before, after = [], []
+    for size, k, s, d in zip(dims[2:4], kernel, strides, dilations):
+        out = -(-size // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        before.append(total // 2)
+        after.append(total - total // 2)
+    return {"pads": before + after}
+
+
+def _in_nchw(cx: Ctx, i: int = 0) -> Value:
+    return cx.input(i) if _nchw(cx) else cx.to_nchw(cx.input(i))
+
+
+def _out(cx: Ctx, y: Value) -> Value:
+    return y if _nchw(cx) else cx.to_nhwc(y)
+
+
+# ------------------------------------------------------------------------------------------ activations
+SIMPLE_ACTIVATIONS = {"Relu": "Relu", "Sigmoid": "Sigmoid", "Tanh": "Tanh", "Elu": "Elu", "Selu": "Selu",
+                      "Softplus": "Softplus", "Softsign": "Softsign"}
+
+
+def activation(cx: Ctx, name: str, y: Value, alpha: Optional[float] = None) -> Value:
+    """``name`` (a TF activation or fused_ops entry) applied to ``y``."""
+    if name in SIMPLE_ACTIVATIONS:
+        return cx.op(SIMPLE_ACTIVATIONS[name], [y], shape=y.shape)
+    if name == "Relu6":
+        return cx.op("Clip", [y, cx.scalar_like(0.0, y, "zero"), cx.scalar_like(6.0, y, "six")], shape=y.shape)
+    if name == "LeakyRelu":
+        return cx.op("LeakyRelu", [y], {"alpha": float(0.2 if alpha is None else alpha)}, shape=y.shape)
+    if name in ("_MklSwish", "Swish"):
+        return cx.op("Mul", [y, cx.op("Sigmoid", [y], shape=y.shape)], shape=y.shape)
+    if name == "Mish":
+        return cx.op("Mul", [y, cx.op("Tanh", [cx.op("Softplus", [y], shape=y.shape)], shape=y.shape)], shape=y.shape)
+    if name == "HardSwish":
+        return cx.op("HardSwish", [y], shape=y.shape)
+    if name == "GeluExact":
+        if cx.opset >= 20:
+            return cx.op("Gelu", [y], shape=y.shape)
+        # 0.5 * x * (1 + erf(x / sqrt(2)))
+        e = cx.op("Erf", [cx.op("Mul", [y, cx.scalar_like(1 / _math.sqrt(2), y, "rsqrt2")])])
+        half_x = cx.op("Mul", [y, cx.scalar_like(0.5, y, "half")])
+        return cx.op("Mul", [half_x, cx.op("Add", [e, cx.scalar_like(1.0, y, "one")])], shape=y.shape)
+    if name == "GeluApproximate":
+        if cx.opset >= 20:
+            return cx.op("Gelu", [y], {"approximate": "tanh"}, shape=y.shape)
+        # 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
+        x3 = cx.op("Mul", [cx.op("Mul", [y, y]), y])
+        inner = cx.op("Add", [y, cx.op("Mul", [x3, cx.scalar_like(0.044715, y, "c")])])
+        t = cx.op("Tanh", [cx.op("Mul", [inner, cx.scalar_like(_math.sqrt(2 / _math.pi), y, "k")])])
+        half_x = cx.op("Mul", [y, cx.scalar_like(0.5, y, "half")])
+        return cx.op("Mul", [half_x, cx.op("Add", [t, cx.scalar_like(1.0, y, "one")])], shape=y.shape)
+    raise cx.fail(f"activation {name} has no ONNX conversion")
+
+
+@converts("Relu", "Relu6", "Elu", "Selu", "Softplus", "Softsign", "Sigmoid", "Tanh", "_MklSwish", "Mish")
+def _activation(cx: Ctx):
+    return activation(cx, cx.op_type, cx.input(0))
+
+
+@converts("LeakyRelu")
+def _leaky_relu(cx: Ctx):
+    return activation(cx, "LeakyRelu", cx.input(0), cx.attr("alpha", 0.2))
+
+
+@converts("Softmax", "LogSoftmax")
+def _softmax(cx: Ctx):
+    x = cx.input(0)
+    if cx.opset >= 13:
+        return cx.op(cx.op_type, [x], {"axis": -1}, shape=x.shape)
+    raise cx.fail("needs op set 13")
+
+
+# ------------------------------------------------------------------------------------------ convolution
+def _filter_oihw(cx: Ctx, i: int, depthwise: bool) -> Value:
+    """TF's filter (HWIO, or HW C M for depthwise) as ONNX's OIHW (depthwise: [C*M, 1, H, W])."""
+    w = cx.const(i)
+    if w is not None:
+        if depthwise:
+            h, ww, c, m = w.shape
+            w = np.transpose(w.reshape(h, ww, c * m), (2, 0, 1))[:, None]
+        else:
+            w = np.transpose(w, (3, 2, 0, 1))
+        return cx.constant(np.ascontiguousarray(w), "filter")
+    v = cx.input(i)
+    if depthwise:
+        dims = v.shape.dims
+        if dims is None or None in dims:
+            raise cx.fail("a depthwise filter that is not a constant needs a static shape")
+        h, ww, c, m = dims
+        v = cx.op("Reshape", [v, cx.i64([h, ww, 1, c * m])], shape=Shape([h, ww, 1, c * m]))
+    return cx.transpose(v, (3, 2, 0, 1))
+
+
+def _conv(cx: Ctx, depthwise: bool, bias: Optional[Value] = None) -> Value:
+    """The NCHW Conv of a TF conv node's inputs 0 and 1 (with an optional bias as Conv's B)."""
+    x = _in_nchw(cx, 0)
+    w = _filter_oihw(cx, 1, depthwise)
+    fdims = cx.input(1).shape.dims
+    if fdims is None or fdims[0] is None or fdims[1] is None:
+        raise cx.fail("the filter's spatial size must be known")
+    kernel = [int(fdims[0]), int(fdims[1])]
+    strides, dilations = _hw(cx, "strides"), _hw(cx, "dilations")
+    attrs = {"kernel_shape": kernel, "strides": strides, "dilations": dilations,
+             **_pads(cx, x, kernel, strides, dilations)}
+    if depthwise:
+        c = x.shape.dims[1] if x.shape.rank == 4 else None
+        c = c if c is not None else fdims[2]
+        if c is None:
+            raise cx.fail("the channel count must be known")
+        attrs["group"] = int(c)
+    elif x.shape.rank == 4 and x.shape.dims[1] is not None and fdims[2] is not None and x.shape.dims[1] != fdims[2]:
+        attrs["group"] = int(x.shape.dims[1] // fdims[2])  # grouped convolution
+    return cx.op("Conv", [x, w] + ([bias] if bias is not None else []), attrs)
+
+
+@converts("Conv2D")
+def _conv2d(cx: Ctx):
+    return _out(cx, _conv(cx, False))
+
+
+@converts("DepthwiseConv2dNative")
+def _depthwise(cx: Ctx):
+    return _out(cx, _conv(cx, True))
+
+
+@converts("Conv2DBackpropInput")
+def _conv_transpose(cx: Ctx):
+    """tf.nn.conv2d_transpose: (output_sizes, filter HW O I, input) -> ConvTranspose with explicit output
+    shape; the filter's out/in channels swap (TF's filter is [H, W, out, in], ONNX's [in, out, H, W])."""
+    sizes = cx.need_const(0, "the output size")
+    w = cx.need_const(1, "the filter")
+    x = cx.input(2) if _nchw(cx) else cx.to_nchw(cx.input(2))
+    kh, kw = w.shape[:2]
+    wt = cx.constant(np.ascontiguousarray(np.transpose(w, (3, 2, 0, 1))), "filter")
+    strides, dilations = _hw(cx, "strides"), _hw(cx, "dilations")
+    out_hw = [int(s) for s in (sizes[2:4] if _nchw(cx) else sizes[1:3])]
+    attrs = {"kernel_shape": [int(kh), int(kw)], "strides": strides, "dilations": dilations,
+             "output_shape": out_hw}
+    padding = cx.attr("padding", "VALID")
+    padding = padding.decode() if isinstance(padding, bytes) else padding
+    if padding == "SAME":
+        attrs["auto_pad"] = "SAME_UPPER"
+    elif padding != "VALID":
+        raise cx.fail(f"padding {padding} is not supported")
+    return _out(cx, cx.op("ConvTranspose", [x, wt], attrs))
+
+
+def _fused_epilogue(cx: Ctx, y: Value, ops: list[str], args: list[Value], nchw_args: bool) -> Value:
+    """Apply a fused node's ``fused_ops`` after its main op; ``y`` has the layout args must match."""
+    k = 0
+    for op in ops:
+        if op == "BiasAdd":
+            b = args[k]
+            k += 1
+            y = cx.op("Add", [y, _channel_vector(cx, b, y) if nchw_args else b])
+        elif op == "FusedBatchNorm":
+            scale, offset, mean, var = args[k:k + 4]
+            k += 4
+            mul, add = _bn_affine(cx, scale, offset, mean, var, float(cx.attr("epsilon", 1e-3)))
+            y = cx.op("Add", [cx.op("Mul", [y, _channel_vector(cx, mul, y) if nchw_args else mul]),
+                              _channel_vector(cx, add, y) if nchw_args else add])
+        elif op in ("Add", "AddV2"):
+            r = args[k]
+            k += 1
+            y = cx.op("Add", [y, cx.to_nchw(r) if nchw_args and not _nchw(cx) else r])
+        else:
+            y = activation(cx, op, y, cx.attr("leakyrelu_alpha"))
+    return y
+
+
+def _channel_vector(cx: Ctx, v: Value, like: Value) -> Value:
+    """A per-channel [C] vector shaped to broadcast over NCHW ([C, 1, 1])."""
+    a = const_array(v)
+    if a is not None:
+        return cx.constant(a.reshape(-1, 1, 1), "channel")
+    return cx.unsqueeze(v, [1, 2])
+
+
+def _bn_affine(cx: Ctx, scale: Value, offset: Value, mean: Value, var: Value, eps: float):
+    """Inference batch norm as x * mul + add; computed now when the statistics are constants."""
+    arrs = [const_array(v) for v in (scale, offset, mean, var)]
+    if all(a is not None for a in arrs):
+        s, o, m, v = (a.astype(np.float64) for a in arrs)
+        mul = s / np.sqrt(v + eps)
+        dt = scale.dtype.np
+        return cx.constant(mul.astype(dt), "bn_mul"), cx.constant((o - m * mul).astype(dt), "bn_add")
+    std = cx.op("Sqrt", [cx.op("Add", [var, cx.scalar_like(eps, var, "eps")])])
+    mul = cx.op("Div", [scale, std])
+    return mul, cx.op("Sub", [offset, cx.op("Mul", [mean, mul])])
+
+
+@converts("_FusedConv2D", "_FusedDepthwiseConv2dNative", "_MklNativeFusedConv2D", "_MklFusedConv2D",
+          "_MklNativeFusedDepthwiseConv2dNative")
+def _fused_conv(cx: Ctx):
+    ops = [o.decode() if isinstance(o, bytes) else o for o in cx.attr("fused_ops", [])]
+    args = [cx.input(i) for i in range(2, cx.n_inputs)]
+    depthwise = "Depthwise" in cx.op_type
+    bias = None
+    if ops and ops[0] == "BiasAdd":
+        bias, args, ops = args[0], args[1:], ops[1:]
+    y = _conv(cx, depthwise, bias)
+    return _out(cx, _fused_epilogue(cx, y, ops, args, nchw_args=True))
+
+
+# ------------------------------------------------------------------------------------------ pooling
+@converts("MaxPool", "AvgPool")
+def _pool(cx: Ctx):
+    x = _in_nchw(cx)
+    kernel, strides = _hw(cx, "ksize"), _hw(cx, "strides")
+    attrs = {"kernel_shape": kernel, "strides": strides, **_pads(cx, x, kernel, strides, [1, 1])}
+    if cx.op_type == "AvgPool":
+        attrs["count_include_pad"] = 0  # TF averages over the window's valid part
+    return _out(cx, cx.op("MaxPool" if cx.op_type == "MaxPool" else "AveragePool", [x], attrs))
+
+
+# ------------------------------------------------------------------------------------------ normalization
+@converts("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
+def _batch_norm(cx: Ctx):
+    if cx.attr("is_training", False):
+        raise cx.fail("a training-mode batch norm has no inference conversion")
+    x = cx.input(0)
+    mul, add = _bn_affine(cx, cx.input(1), cx.input(2), cx.input(3), cx.input(4), float(cx.attr("epsilon", 1e-3)))
+    if _nchw(cx):
+        mul, add = _channel_vector(cx, mul, x), _channel_vector(cx, add, x)
+    y = cx.op("Add", [cx.op("Mul", [x, mul]), add], shape=x.shape)
+    # The other outputs (batch statistics, reserve spaces) are the inputs at inference.
+    extra = [cx.input(3), cx.input(4), cx.input(3), cx.input(4)]
+    return [y] + extra[:len(cx.node.outputs) - 1]
+
+
+@converts("_MklLayerNorm")
+def _layer_norm(cx: Ctx):
+    x, scale, offset = cx.input(0), cx.input(1), cx.input(2)
+    eps = float(cx.attr("epsilon", 1e-3))
+    if cx.opset >= 17:
+        return cx.op("LayerNormalization", [x, scale, offset], {"axis": -1, "epsilon": eps}, shape=x.shape)
+    mean = cx.reduce("ReduceMean", x, [-1], True)
+    d = cx.op("Sub", [x, mean])
+    var = cx.reduce("ReduceMean", cx.op("Mul", [d, d]), [-1], True)
+    y = cx.op("Div", [d, cx.op("Sqrt", [cx.op("Add", [var, cx.scalar_like(eps, x, "eps")])])])
+    return cx.op("Add", [cx.op("Mul", [y, scale]), offset], shape=x.shape)
+
+
+# ------------------------------------------------------------------------------------------ resizing
+@converts("ResizeBilinear", "ResizeNearestNeighbor")
+def _resize(cx: Ctx):
+    x = cx.to_nchw(cx.input(0))
+    size = cx.as_i64(1)
+    n_c = cx.op("Slice", [cx.op("Shape", [x], dtype=I64, shape=Shape([4])), cx.i64([0]), cx.i64([2])],
+                shape=Shape([2]))
+    sizes = cx.op("Concat", [n_c, size], {"axis": 0}, shape=Shape([4]))
+    align, half = bool(cx.attr("align_corners", False)), bool(cx.attr("half_pixel_centers", False))
+    bilinear = cx.op_type == "ResizeBilinear"
+    attrs = {"mode": "linear" if bilinear else "nearest"}
+    if align:
+        attrs["coordinate_transformation_mode"] = "align_corners"
+    elif half:
+        attrs["coordinate_transformation_mode"] = "half_pixel" if bilinear else "tf_half_pixel_for_nn"
+    else:
+        attrs["coordinate_transformation_mode"] = "asymmetric"
+    if not bilinear:
+        attrs["nearest_mode"] = "round_prefer_ceil" if align else "floor"
+    y = cx.op("Resize", [x, None, None, sizes], attrs, dtype=x.dtype)
+    return cx.to_nhwc(y)
+
