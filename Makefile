@@ -12,8 +12,10 @@ PYTEST_ARGS ?=
 VENV_INC ?= .venv-inc
 # OpenVINO, another rival there, reads the frozen .pb itself and needs no TF: its own venv keeps its pins apart.
 VENV_OV ?= .venv-ov
+# tf2onnx, the rival of TF -> ONNX export in benchmarks/onnx_export.py, in its own venv (numpy 1.x, its own TF).
+VENV_TF2ONNX ?= .venv-tf2onnx
 
-.PHONY: all demo test test-fast bench bench-compile bench-bf16 fuzz bench-onnx clean
+.PHONY: all demo test test-fast bench bench-compile bench-bf16 fuzz bench-onnx bench-onnx-export clean
 
 all: test
 
@@ -44,6 +46,12 @@ $(VENV_OV)/.installed:
 	$(VENV_OV)/bin/python -m pip install -q 'openvino==2026.4.1' numpy
 	@touch $@
 
+$(VENV_TF2ONNX)/.installed:
+	@test -x $(VENV_TF2ONNX)/bin/python || $(PYTHON_BOOT) -m venv $(VENV_TF2ONNX)
+	$(VENV_TF2ONNX)/bin/python -m pip install -q --upgrade pip
+	$(VENV_TF2ONNX)/bin/python -m pip install -q 'tf2onnx==1.17.0' 'numpy<2' 'tensorflow-cpu==2.21.0' onnxruntime
+	@touch $@
+
 bench: bench-compile bench-bf16
 
 bench-compile: $(VENV)/.installed
@@ -60,6 +68,9 @@ fuzz: $(VENV)/.installed
 
 bench-onnx: $(VENV)/.installed
 	$(PY) benchmarks/onnx_node_tests.py --failures-only
+
+bench-onnx-export: $(VENV)/.installed $(VENV_TF2ONNX)/.installed
+	$(PY) benchmarks/onnx_export.py --markdown
 
 clean:
 	rm -rf out build dist graphir_workspace nc_workspace *.egg-info .pytest_cache .graphir-cache

@@ -20,24 +20,7 @@ sys.path[:0] = [p for p in (ROOT, os.path.join(ROOT, "tests")) if p not in sys.p
 
 import models as corpus  # noqa: E402  (tests/models.py: freezing, the transformer, digits)
 
-# weight name -> sampler(rng, shape); names are Keras 3's variable names.
-TRAINED_LIKE = {
-    "gamma": lambda rng, s: rng.uniform(0.7, 1.3, s),
-    "beta": lambda rng, s: rng.normal(0.0, 0.1, s),
-    "moving_mean": lambda rng, s: rng.normal(0.0, 0.1, s),
-    "moving_variance": lambda rng, s: rng.uniform(0.7, 1.3, s),
-    "bias": lambda rng, s: rng.normal(0.0, 0.05, s),
-}
-
-
-def randomize_statistics(model, seed: int = 0):
-    """Give ``model``'s BN statistics, norm scales/shifts and biases trained-like random values (in place)."""
-    rng = np.random.default_rng(seed)
-    for w in model.weights:
-        draw = TRAINED_LIKE.get(w.name)
-        if draw is not None:
-            w.assign(draw(rng, tuple(w.shape)).astype(np.float32))
-    return model
+from models import randomize_statistics  # noqa: E402  (trained-like BN statistics and biases)
 
 
 def _application(name: str):

@@ -23,6 +23,29 @@ def freeze_keras(model):
     return to_graph_def(load(model))
 
 
+# weight name -> sampler(rng, shape); names are Keras 3's variable names.
+TRAINED_LIKE = {
+    "gamma": lambda rng, s: rng.uniform(0.7, 1.3, s),
+    "beta": lambda rng, s: rng.normal(0.0, 0.1, s),
+    "moving_mean": lambda rng, s: rng.normal(0.0, 0.1, s),
+    "moving_variance": lambda rng, s: rng.uniform(0.7, 1.3, s),
+    "bias": lambda rng, s: rng.normal(0.0, 0.05, s),
+}
+
+
+def randomize_statistics(model, seed: int = 0):
+    """Give ``model``'s BN statistics, norm scales/shifts and biases trained-like random values (in place):
+    ``weights=None`` models have zero biases and identity batch norms, which a compiler folds away."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        draw = TRAINED_LIKE.get(w.name)
+        if draw is not None:
+            w.assign(draw(rng, tuple(w.shape)).astype(np.float32))
+    return model
+
+
 def tensor_key(tp):
     """A TensorProto compared by value: the same tensor may be encoded differently."""
     import tensorflow as tf
