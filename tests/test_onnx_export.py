@@ -87,7 +87,7 @@ def _small_cnn():
     p = layers.UpSampling2D(2, interpolation="bilinear")(p)
     x = layers.Concatenate()([s, p[:, :16, :16, :]])
     x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-    x = layers.Conv2D(12, 3, padding="same", activation="elu")(x)
+    x = layers.Conv2D(12, 3, dilation_rate=2, padding="same", activation="elu")(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dense(10, activation="softmax")(x)
     return models.freeze_keras(models.randomize_statistics(keras.Model(inp, x)))

@@ -146,7 +146,7 @@ def warnings_of(records: Sequence[PassRecord]) -> list[str]:
 # folds produce.
 FP32_PIPELINE = [
     "strip-unused", "remove-training-nodes", "prune-switch-merge", "fold-constants",
-    "inline-grouped-conv", "canonicalize-gelu", "canonicalize-swish", "einsum-to-matmul", "dense-to-matmul",
+    "inline-grouped-conv", "canonicalize-dilated-conv", "canonicalize-gelu", "canonicalize-swish", "einsum-to-matmul", "dense-to-matmul",
     "canonicalize-layer-norm", "simplify-arithmetic",
     "fold-batch-norms", "cse", "simplify-arithmetic", "dce", "lower-onednn",
 ]

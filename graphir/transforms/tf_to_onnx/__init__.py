@@ -79,6 +79,11 @@ def _refine_types(graph: Graph) -> None:
 
 
 def _more_known(a: TensorType, b: TensorType) -> bool:
+    """``a`` knows a dim (or the rank) that ``b`` does not."""
+    if a.shape.rank is None:
+        return False
+    if b.shape.rank is None:
+        return True
     return a.shape.rank == b.shape.rank and any(x is not None and y is None for x, y in zip(a.shape.dims, b.shape.dims))
 
 
@@ -140,6 +145,9 @@ class TFToONNX(Pass):
                 graph.remove_control_input(u, node)
             news = self._convert(graph, node)
             for old, new in zip(node.outputs, news):
+                if new.node is not None and new.node.domain == DOMAIN and _more_known(old.type, new.type):
+                    # TF's shape inference knew more: later converters (padding, groups) use it.
+                    graph.set_output_types(new.node, [old.type if v is new else v.type for v in new.node.outputs])
                 want = out_names.get(id(old), old.name)
                 if new.node is not None and new.node.domain == DOMAIN and new._name is not None \
                         and new.name.startswith(node.name + "/"):

@@ -52,8 +52,13 @@ def _pads(cx: Ctx, x: Value, kernel: Sequence[int], strides: Sequence[int], dila
     if padding != "SAME":
         raise cx.fail(f"padding {padding} is not supported")
     dims = x.shape.dims
+    if list(strides) == [1, 1]:
+        dims = [None, None, 1, 1]  # with stride 1 the SAME pads do not depend on the input size
     if dims is None or dims[2] is None or dims[3] is None:
-        return {"auto_pad": "SAME_UPPER"}  # TF's SAME puts the odd pixel at the end, as SAME_UPPER does
+        # TF's SAME puts the odd pixel at the end, as SAME_UPPER does (ORT has no dilated SAME_UPPER).
+        if list(dilations) != [1, 1]:
+            raise cx.fail("a dilated, strided SAME convolution needs known spatial dims for ONNX export")
+        return {"auto_pad": "SAME_UPPER"}
     before, after = [], []
     for size, k, s, d in zip(dims[2:4], kernel, strides, dilations):
         out = -(-size // s)
