@@ -11,7 +11,7 @@ PASS_MODULES = [
     "fold_batch_norms", "simplify_arithmetic", "dce", "fuse_bias_activation",
     "auto_mixed_precision", "cast_cleanup", "lower_onednn", "inline_grouped_conv",
     "canonicalize_gelu", "dense_to_matmul", "canonicalize_layer_norm",
-    "canonicalize_swish", "einsum_to_matmul", "onnx_rules",
+    "canonicalize_swish", "einsum_to_matmul", "onnx_rules", "onnx_transpose_sink",
 ]
 _loaded: set[str] = set()
 
