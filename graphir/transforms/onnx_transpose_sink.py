@@ -516,7 +516,15 @@ def _compose(graph: Graph, n: Node) -> bool:
     """onnx-simplify's Transpose rule (compose with a producing Transpose, drop an identity one)."""
     res = compose_rule.fn(graph, n)
     if res is None or res is False:
-        return False
+        p = _perm(n)
+        if p is None or not _is_identity(p) or not graph.is_output(n.outputs[0]):
+            return False
+        # An identity Transpose left producing a graph output is an Identity (it keeps the name).
+        graph.set_op(n, "Identity")
+        if "perm" in n.attrs:
+            graph.del_attr(n, "perm")
+        _clear_meta(n)
+        return True
     if isinstance(res, Value):
         graph.replace_all_uses_with(n.outputs[0], res, outputs=False)
         remove_dead(graph, [n])
