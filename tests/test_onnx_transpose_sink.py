@@ -138,3 +138,24 @@ def test_transpose_of_a_constant_is_folded_by_fold_constants():
               [("X", TP.FLOAT, [4, 2, 3])], [("Y", TP.FLOAT, [4, 2, 3])], [w])
     g = sunk(m, passes="fold-constants,onnx-transpose-sink")
     assert transposes(g) == []
+
+
+def test_per_channel_dequantize_and_where():
+    """A per-channel DequantizeLinear (its axis follows), a leaky ReLU spelled Where(Greater(x, 0), x, x*a)
+    and a per-tensor QuantizeLinear compute in NCHW between the two Transposes, which vanish."""
+    rng = np.random.default_rng(1)
+    inits = [nh.from_array((rng.random(4) + 0.1).astype(np.float32), "s"),
+             nh.from_array(rng.integers(-3, 3, 4).astype(np.int8), "z"),
+             nh.from_array(np.float32(0.0), "zero"), nh.from_array(np.float32(0.1), "a"),
+             nh.from_array(np.float32(0.05), "qs")]
+    m = model([h.make_node("Transpose", ["X"], ["t"], perm=[0, 2, 3, 1]),
+               h.make_node("DequantizeLinear", ["t", "s", "z"], ["d"], axis=3),
+               h.make_node("Greater", ["d", "zero"], ["pos"]), h.make_node("Mul", ["d", "a"], ["neg"]),
+               h.make_node("Where", ["pos", "d", "neg"], ["l"]),
+               h.make_node("QuantizeLinear", ["l", "qs"], ["q"]),
+               h.make_node("Transpose", ["q"], ["Y"], perm=[0, 3, 1, 2])],
+              [("X", TP.INT8, [2, 4, 3, 3])], [("Y", TP.UINT8, [2, 4, 3, 3])], inits)
+    g = sunk(m)
+    assert transposes(g) == []
+    (dq,) = [n for n in g.nodes() if n.op_type == "DequantizeLinear"]
+    assert dq.attrs["axis"] == 1 and dq.inputs[0].name == "X"

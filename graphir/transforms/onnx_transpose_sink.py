@@ -270,12 +270,26 @@ def _unsqueeze(graph: Graph, node: Node, p: list[int]) -> Optional[Plan]:
     return Plan((0,), [q])
 
 
+def _quantize(graph: Graph, node: Node, p: list[int]) -> Optional[Plan]:
+    """(De)QuantizeLinear: per tensor (a scalar scale) it is unary; per axis its axis follows."""
+    r = len(p)
+    scale = node.inputs[1] if len(node.inputs) > 1 else None
+    if _rank(node.inputs[0]) != r or scale is None or node.attrs.get("block_size", 0):
+        return None
+    if scale.shape.rank == 0:
+        return Plan((0,), [p])
+    axis = _norm([node.attrs.get("axis", 1)], r)
+    if scale.shape.rank != 1 or axis is None:
+        return None
+    return Plan((0,), [p], {"axis": p[axis[0]]})
+
+
 Rule = Callable[[Graph, Node, list], Optional[Plan]]
 RULES: dict[str, Rule] = {
     **{op: _unary for op in UNARY}, **{op: _broadcast for op in BROADCAST}, **{op: _reduce for op in REDUCE},
     "Concat": _concat, "Split": _split, "Softmax": _softmax, "LogSoftmax": _softmax, "Hardmax": _softmax,
     "ArgMax": _arg_reduce, "ArgMin": _arg_reduce, "Pad": _pad, "Slice": _slice, "Squeeze": _squeeze,
-    "Unsqueeze": _unsqueeze,
+    "Unsqueeze": _unsqueeze, "QuantizeLinear": _quantize, "DequantizeLinear": _quantize,
 }
 
 
