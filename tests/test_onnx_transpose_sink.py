@@ -159,3 +159,33 @@ def test_per_channel_dequantize_and_where():
     assert transposes(g) == []
     (dq,) = [n for n in g.nodes() if n.op_type == "DequantizeLinear"]
     assert dq.attrs["axis"] == 1 and dq.inputs[0].name == "X"
+
+
+@pytest.mark.parametrize("shape", [[1, 4, 4, 3], [4, 3]])
+def test_operand_that_needs_its_own_transpose(shape):
+    """An NHWC operand that is no Transpose's output (full rank, or [W, C]: its dims change order, so
+    unsqueezed to full rank first) gets a Transpose of its own when that removes two: 3 Transposes -> 1."""
+    m = model([h.make_node("Transpose", ["X"], ["t"], perm=[0, 2, 3, 1]), h.make_node("Add", ["t", "W"], ["a"]),
+               h.make_node("Relu", ["a"], ["r"]), h.make_node("Transpose", ["r"], ["u"], perm=[0, 3, 1, 2]),
+               h.make_node("Sigmoid", ["u"], ["Y"])],
+              [("X", TP.FLOAT, [1, 3, 4, 4]), ("W", TP.FLOAT, shape)], [("Y", TP.FLOAT, [1, 3, 4, 4])])
+    g = sunk(m)
+    (t,) = transposes(g)
+    assert t.attrs["perm"] == [0, 3, 1, 2]
+    w = t.inputs[0]
+    if len(shape) == 4:
+        assert w.name == "W"
+    else:
+        assert w.node.op_type == "Unsqueeze" and w.node.inputs[0].name == "W"
+    (add,) = [n for n in g.nodes() if n.op_type == "Add"]
+    assert add.inputs[0].name == "X" and add.inputs[1] is t.outputs[0]
+
+
+def test_operand_transpose_only_when_it_pays():
+    """The same with the Relu a graph output: a Transpose for W and one for the output would replace the
+    one there is. Unchanged."""
+    m = model([h.make_node("Transpose", ["X"], ["t"], perm=[0, 2, 3, 1]), h.make_node("Add", ["t", "W"], ["a"]),
+               h.make_node("Relu", ["a"], ["Y"])],
+              [("X", TP.FLOAT, [1, 3, 4, 4]), ("W", TP.FLOAT, [1, 4, 4, 3])], [("Y", TP.FLOAT, [1, 4, 4, 3])])
+    res = graphir.compile(m, passes="onnx-transpose-sink")
+    assert res.ir.text() == graphir.load(m).text()

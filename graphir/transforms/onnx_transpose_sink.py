@@ -327,16 +327,17 @@ def _reshaped_dims(v: Value, p: list[int]) -> Optional[list[Optional[int]]]:
 
 
 def _operand_kind(graph: Graph, v: Value, p: list[int], inside: set, reshape: bool) -> Optional[str]:
-    """How a layout operand reaches the inner layout for free, or None when it would need a Transpose."""
+    """How a layout operand reaches the inner layout: for free ("region", "transpose", "const", "reshape"),
+    not yet ("wait": a reshape, in the phase that does not take them), or by a Transpose of its own (None)."""
     if id(v) in inside:
         return "region"
     if v.shape.rank == len(p) and _transpose_of(v, p) is not None:
         return "transpose"
     if const_array(v) is not None and v.shape.rank is not None and v.shape.rank <= len(p):
         return "const"
-    dims = _reshaped_dims(v, p) if reshape else None
+    dims = _reshaped_dims(v, p)
     if dims is not None and sum(d is None for d in dims) <= 1:
-        return "reshape"
+        return "reshape" if reshape else "wait"
     return None
 
 
@@ -345,43 +346,70 @@ def _operand_kind(graph: Graph, v: Value, p: list[int], inside: set, reshape: bo
 class _Region:
     t: Node
     p: list
-    nodes: list        # in the order they joined (a topological order of the region)
-    plans: dict        # id(node) -> Plan
-    inside: set        # ids of the values computed in the inner layout (T's output, region outputs)
+    reshape: bool      # low-rank operands may be reshaped
+    nodes: list = field(default_factory=list)    # in the order they joined (a topological order)
+    plans: dict = field(default_factory=dict)    # id(node) -> Plan
+    inside: set = field(default_factory=set)     # ids of the values computed in the inner layout
+    foreign: dict = field(default_factory=dict)  # id(value) -> operand that needs a Transpose of its own
+    pending: list = field(default_factory=list)  # readers of inside values not (yet) in the region
+    rejected: set = field(default_factory=set)
+
+    def copy(self) -> "_Region":
+        return _Region(self.t, self.p, self.reshape, list(self.nodes), dict(self.plans), set(self.inside),
+                       dict(self.foreign), list(self.pending), set(self.rejected))
 
 
-def _grow(graph: Graph, t: Node, reshape: bool) -> Optional[_Region]:
-    p = _perm(t)
-    y = t.outputs[0]
-    reg = _Region(t, p, [], {}, {id(y)})
-    pending = [u for u in graph.users(t)]
-    rejected: set = set()
+def _extend(graph: Graph, reg: _Region, allow: Optional[Node] = None) -> list[Node]:
+    """Grow ``reg`` over readers whose layout operands are all free (``allow`` may also have operands
+    that need a Transpose of their own); returns the readers left out only for such operands."""
+    p = reg.p
     changed = True
     while changed:
         changed = False
-        for n in list(pending):
-            if id(n) in reg.plans or id(n) in rejected:
+        for n in list(reg.pending):
+            if id(n) in reg.plans or id(n) in reg.rejected:
                 continue
             plan = _plan(graph, n, p)
-            if plan is None:
-                rejected.add(id(n))
+            if plan is None or any(id(v) in reg.inside for s, v in enumerate(n.inputs) if s not in plan.layout):
+                reg.rejected.add(id(n))  # no rule, or a permuted tensor where the op wants its own (axes)
                 continue
-            if any(_operand_kind(graph, n.inputs[s], p, reg.inside, reshape) is None for s in plan.layout):
+            kinds = [_operand_kind(graph, n.inputs[s], p, reg.inside, reg.reshape) for s in plan.layout]
+            if "wait" in kinds or (None in kinds and n is not allow):
                 continue  # may become free once its other operands join the region
             reg.nodes.append(n)
             reg.plans[id(n)] = plan
             changed = True
+            for s, k in zip(plan.layout, kinds):
+                if k is None:
+                    reg.foreign[id(n.inputs[s])] = n.inputs[s]
             for v, q in zip(n.outputs, plan.out_perms):
                 if q == p:
                     reg.inside.add(id(v))
-                    pending.extend(u for u, _ in graph.uses(v))
+                    reg.pending.extend(u for u, _ in graph.uses(v))
+    return list({id(n): n for n in reg.pending if id(n) not in reg.plans and id(n) not in reg.rejected}.values())
+
+
+def _grow(graph: Graph, t: Node, reshape: bool, foreign: bool) -> Optional[_Region]:
+    """The region of ``t``'s readers to move into its input's layout. With ``foreign``, a reader with an
+    operand that needs a Transpose of its own joins when that lowers the count further."""
+    reg = _Region(t, _perm(t), reshape, inside={id(t.outputs[0])}, pending=list(graph.users(t)))
+    left = _extend(graph, reg)
+    if foreign:
+        best = _delta(graph, reg) if reg.nodes else 0
+        for n in left:
+            if id(n) in reg.plans:
+                continue
+            trial = reg.copy()
+            _extend(graph, trial, allow=n)
+            if id(n) in trial.plans and _delta(graph, trial) < best:
+                reg, best = trial, _delta(graph, trial)
     return reg if reg.nodes else None
 
 
 def _delta(graph: Graph, reg: _Region) -> int:
     """Transposes after the rewrite minus before."""
     members = {id(n) for n in reg.nodes}
-    d = 0
+    d = len(reg.foreign)
     outs = [(v, q) for n in reg.nodes for v, q in zip(n.outputs, reg.plans[id(n)].out_perms)]
     for v, q in outs:
         outside = [u for u, _ in graph.uses(v) if id(u) not in members]
@@ -411,9 +439,10 @@ def _new_node(graph: Graph, op: str, inputs, attrs: dict, types, name: str) -> N
                                         for i in range(len(types))])
 
 
-def _inner_operand(graph: Graph, n: Node, v: Value, p: list[int], mapped: dict) -> Value:
+def _inner_operand(graph: Graph, n: Node, v: Value, reg: _Region, mapped: dict) -> Value:
     if id(v) in mapped:
         return mapped[id(v)]
+    p = reg.p
     r = len(p)
     src = _transpose_of(v, p)
     if src is not None and v.shape.rank == r:
@@ -426,11 +455,32 @@ def _inner_operand(graph: Graph, n: Node, v: Value, p: list[int], mapped: dict) 
         if b.shape == a.shape and np.array_equal(a, b):
             return v
         return add_const(graph, b, v.name + "_inner", like=n)
+    if id(v) in reg.foreign:
+        return _foreign_operand(graph, n, v, p, mapped)
     dims = _reshaped_dims(v, p)
     if tuple(dims) == v.shape.dims:
         return v
     shape = add_const(graph, np.array([-1 if d is None else d for d in dims], np.int64), v.name + "_shape", like=n)
     return _new_node(graph, "Reshape", [v, shape], {}, [TensorType(v.dtype, Shape(dims))], v.name + "_inner").outputs[0]
+
+
+def _foreign_operand(graph: Graph, n: Node, v: Value, p: list[int], mapped: dict) -> Value:
+    """``v`` unsqueezed to full rank (numpy broadcasting prepends axes) and transposed into the inner
+    layout; made once per value."""
+    r, k = len(p), v.shape.rank
+    x = v
+    if k < r:
+        dims = (1,) * (r - k) + tuple(v.shape.dims)
+        axes = list(range(r - k))
+        if _opset(graph) >= 13:
+            ins, attrs = [v, add_const(graph, np.array(axes, np.int64), v.name + "_axes", like=n)], {}
+        else:
+            ins, attrs = [v], {"axes": axes}
+        x = _new_node(graph, "Unsqueeze", ins, attrs, [TensorType(v.dtype, Shape(dims))], v.name + "_full").outputs[0]
+    inv = _inverse(p)
+    t = _new_node(graph, "Transpose", [x], {"perm": inv}, [_inner_type(x, p)], v.name + "_inner")
+    mapped[id(v)] = t.outputs[0]
+    return t.outputs[0]
 
 
 def _inner_type(v: Value, q: list[int]) -> TensorType:
@@ -475,7 +525,7 @@ def _apply(graph: Graph, reg: _Region) -> None:
             src = _transpose_of(ins[s], p)
             if src is not None:
                 sources.append(src)
-            ins[s] = _inner_operand(graph, n, ins[s], p, mapped)
+            ins[s] = _inner_operand(graph, n, ins[s], reg, mapped)
         for s, arr in plan.consts.items():
             ins.extend([None] * (s + 1 - len(ins)))
             ins[s] = add_const(graph, arr, f"{n.name}_{s}", like=n)
@@ -559,16 +609,23 @@ class ONNXTransposeSink(Pass):
 
     def run(self, graph: Graph) -> PassResult:
         counts = {"nodes_sunk": 0, "transposes_composed": 0}
-        # Reshaping a low-rank operand is taken only once no Transpose can reach it any more: an operand
-        # still waiting for its own Transpose to sink would otherwise get a Reshape of that Transpose.
-        for reshape in (False, True):
-            for _ in range(self.max_sweeps):
-                if not self._sweep(graph, reshape, counts):
-                    break
+        # Phases, repeated until none changes anything: first only free moves; reshaping a low-rank operand
+        # only once no Transpose can reach it any more (an operand still waiting for its own Transpose to
+        # sink would otherwise get a Reshape of that Transpose); giving an operand a Transpose of its own
+        # last, and only where that lowers the count (so the pass cannot move Transposes up and down).
+        for _ in range(self.max_sweeps):
+            changed = False
+            for reshape, foreign in ((False, False), (True, False), (True, True)):
+                for _ in range(self.max_sweeps):
+                    if not self._sweep(graph, reshape, foreign, counts):
+                        break
+                    changed = True
+            if not changed:
+                break
         return PassResult.of(**counts)
 
     @staticmethod
-    def _sweep(graph: Graph, reshape: bool, counts: dict) -> bool:
+    def _sweep(graph: Graph, reshape: bool, foreign: bool, counts: dict) -> bool:
         changed = False
         for n in graph.topo_order(by_name=False):
             if n.graph is not graph or n.domain != D or n.op_type != "Transpose":
@@ -581,8 +638,12 @@ class ONNXTransposeSink(Pass):
                 continue
             if graph.control_users(n) or n.control_inputs:
                 continue
-            reg = _grow(graph, n, reshape)
-            if reg is not None and _delta(graph, reg) <= 0:
+            reg = _grow(graph, n, reshape, foreign)
+            if reg is None:
+                continue
+            d = _delta(graph, reg)
+            # A tie only moves Transposes down; one that gives an operand its own Transpose must pay.
+            if d < 0 or (d == 0 and not reg.foreign):
                 _apply(graph, reg)
                 counts["nodes_sunk"] += len(reg.nodes)
                 changed = True
