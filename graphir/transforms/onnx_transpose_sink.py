@@ -351,12 +351,13 @@ class _Region:
     plans: dict = field(default_factory=dict)    # id(node) -> Plan
     inside: set = field(default_factory=set)     # ids of the values computed in the inner layout
     foreign: dict = field(default_factory=dict)  # id(value) -> operand that needs a Transpose of its own
+    reshaped: set = field(default_factory=set)   # ids of the operands that get a Reshape
     pending: list = field(default_factory=list)  # readers of inside values not (yet) in the region
     rejected: set = field(default_factory=set)
 
     def copy(self) -> "_Region":
         return _Region(self.t, self.p, self.reshape, list(self.nodes), dict(self.plans), set(self.inside),
-                       dict(self.foreign), list(self.pending), set(self.rejected))
+                       dict(self.foreign), set(self.reshaped), list(self.pending), set(self.rejected))
 
 
 def _extend(graph: Graph, reg: _Region, allow: Optional[Node] = None) -> list[Node]:
@@ -382,6 +383,8 @@ def _extend(graph: Graph, reg: _Region, allow: Optional[Node] = None) -> list[No
             for s, k in zip(plan.layout, kinds):
                 if k is None:
                     reg.foreign[id(n.inputs[s])] = n.inputs[s]
+                elif k == "reshape" and n.inputs[s].shape.dims != tuple(_reshaped_dims(n.inputs[s], p)):
+                    reg.reshaped.add(id(n.inputs[s]))
             for v, q in zip(n.outputs, plan.out_perms):
                 if q == p:
                     reg.inside.add(id(v))
@@ -416,7 +419,8 @@ def _delta(graph: Graph, reg: _Region) -> int:
         composed = [u for u in outside if u.domain == D and u.op_type == "Transpose"]
         need = graph.is_output(v) or len(composed) < len(outside)
         d += int(need and not _is_identity(q))
-        d -= sum(1 for u in composed if _is_identity([q[i] for i in _perm(u)]))
+        # One that composes to the identity vanishes, unless it is a graph output (then an Identity stays).
+        d -= sum(1 for u in composed if _is_identity([q[i] for i in _perm(u)]) and not graph.is_output(u.outputs[0]))
     # T and the same-perm Transposes feeding the region vanish when every reader is in it (or composes).
     sources = {id(reg.t): reg.t}
     for n in reg.nodes:
@@ -535,6 +539,16 @@ def _apply(graph: Graph, reg: _Region) -> None:
                 attrs.pop(k, None)
             else:
                 attrs[k] = v
+        if all(_is_identity(q) for q in plan.out_perms):
+            # Its results come out in their own layout (a reduction over the moved axes): rewritten in place.
+            for k in list(n.attrs):
+                if k not in attrs:
+                    graph.del_attr(n, k)
+            for k, v in attrs.items():
+                graph.set_attr(n, k, v)
+            graph.set_inputs(n, ins)
+            inner[id(n)] = n
+            continue
         old_name = n.name
         graph.rename(n, graph.unique_name(old_name + "/transpose"))
         m = _new_node(graph, n.op_type, ins, attrs, [_inner_type(v, q) for v, q in zip(n.outputs, plan.out_perms)],
@@ -548,6 +562,8 @@ def _apply(graph: Graph, reg: _Region) -> None:
     # Readers outside the region read Transposes of the inner values; the region's originals go.
     for n in reversed(reg.nodes):
         m, plan = inner[id(n)], reg.plans[id(n)]
+        if m is n:
+            continue
         for i in range(len(n.outputs) - 1, -1, -1):
             v, w, q = n.outputs[i], m.outputs[i], plan.out_perms[i]
             for u, slot in graph.uses(v):
@@ -605,27 +621,30 @@ class ONNXTransposeSink(Pass):
 
     name = "onnx-transpose-sink"
     phase = "optimize"
-    max_sweeps: int = 50
+    max_sweeps: int = 1000
 
     def run(self, graph: Graph) -> PassResult:
         counts = {"nodes_sunk": 0, "transposes_composed": 0}
-        # Phases, repeated until none changes anything: first only free moves; reshaping a low-rank operand
-        # only once no Transpose can reach it any more (an operand still waiting for its own Transpose to
-        # sink would otherwise get a Reshape of that Transpose); giving an operand a Transpose of its own
-        # last, and only where that lowers the count (so the pass cannot move Transposes up and down).
-        for _ in range(self.max_sweeps):
-            changed = False
-            for reshape, foreign in ((False, False), (True, False), (True, True)):
-                for _ in range(self.max_sweeps):
-                    if not self._sweep(graph, reshape, foreign, counts):
-                        break
-                    changed = True
-            if not changed:
+        # Phases, by preference; after any change the first one runs again, until none changes anything.
+        # Free moves that lower the count come first. Reshaping a low-rank operand waits until no Transpose
+        # can reach it any more (an operand still waiting for its own Transpose to sink would otherwise get
+        # a Reshape of that Transpose). Giving an operand a Transpose of its own must lower the count (so
+        # Transposes cannot move up and down for ever). Ties, which only move Transposes down (so that two
+        # branches' Transposes can meet at their Add) and add no node, come last: taken first they could
+        # take a Transpose away from where a better rewrite wanted it.
+        phases = ((False, False, False), (True, False, False), (True, True, False), (False, False, True))
+        sweeps = 0
+        while sweeps < self.max_sweeps:
+            for phase in phases:
+                sweeps += 1
+                if self._sweep(graph, *phase, counts):
+                    break
+            else:
                 break
         return PassResult.of(**counts)
 
     @staticmethod
-    def _sweep(graph: Graph, reshape: bool, foreign: bool, counts: dict) -> bool:
+    def _sweep(graph: Graph, reshape: bool, foreign: bool, ties: bool, counts: dict) -> bool:
         changed = False
         for n in graph.topo_order(by_name=False):
             if n.graph is not graph or n.domain != D or n.op_type != "Transpose":
@@ -642,8 +661,7 @@ class ONNXTransposeSink(Pass):
             if reg is None:
                 continue
             d = _delta(graph, reg)
-            # A tie only moves Transposes down; one that gives an operand its own Transpose must pay.
-            if d < 0 or (d == 0 and not reg.foreign):
+            if d < 0 or (ties and d == 0 and not reg.foreign and not reg.reshaped):
                 _apply(graph, reg)
                 counts["nodes_sunk"] += len(reg.nodes)
                 changed = True
