@@ -4,16 +4,19 @@ A TF graph converted to ONNX wraps every NCHW op (Conv, pooling, Resize) in ``Tr
 ``Transpose(NCHW->NHWC)``; the elementwise chains, residual Adds, concats and reductions between them stay
 NHWC. For a Transpose ``T`` (``y = transpose(x, p)``) the pass grows a *region* of readers that can compute
 on ``x`` instead of ``y`` (the op data below says how each op's attributes and constant inputs change),
-then counts Transposes before and after (as tf2onnx's and ONNX Runtime's transpose optimizers do): the
-region is rewritten only when the total does not grow. After the rewrite the region computes in the inner
-layout, ``T`` and the same-permutation Transposes feeding the region are gone when nothing else reads
-them, and a Transpose is left only where a value leaves the region (a graph output, an op with no rule);
-one that meets its inverse (the next Conv's input Transpose) vanishes.
+then counts Transposes before and after, as tf2onnx's and ONNX Runtime's transpose optimizers do. After
+the rewrite the region computes in the inner layout; ``T`` and the same-permutation Transposes feeding the
+region are gone when nothing else reads them, and a Transpose is left only where a value leaves the region
+(a graph output, an op with no rule); one that meets its inverse (the next Conv's input Transpose)
+vanishes.
 
-Transposes only ever move down (operands of a region node are never given a new Transpose), so the pass
-terminates; constants are permuted in place and a lower-rank operand whose non-1 dims keep their order
-(a ``[C]`` bias, a ``[N,1,1,C]`` scale) is reshaped. Graph inputs and outputs keep their names and
-types: a value that is a graph output stays produced by its original node (turned into the Transpose).
+An operand of a region node reaches the inner layout for free when it is a constant (permuted here), the
+output of a Transpose with the same permutation, or a lower-rank tensor whose non-1 dims keep their order
+(a ``[C]`` bias, an ``[N,1,1,C]`` scale: reshaped). Any other operand needs a Transpose of its own
+(unsqueezed to full rank first); such a region is taken only when the total count drops, a region without
+one also when the count stays and no node is added (that only moves Transposes down), so the pass
+terminates. Graph inputs and outputs keep their names and types: a value that is a graph output stays
+produced by its original node, turned into the Transpose.
 """
 from __future__ import annotations
 
@@ -614,10 +617,10 @@ def _compose(graph: Graph, n: Node) -> bool:
 @register_pass
 @dataclass(frozen=True)
 class ONNXTransposeSink(Pass):
-    """After: no Transpose (with a known permutation, of a non-constant) has a region of readers that
-    could compute in its input's layout with no more Transposes in total than now, and no Transpose reads
-    a Transpose or is the identity (except at graph outputs). Graph inputs and outputs keep their names
-    and types."""
+    """After: no Transpose (of a non-constant, with a known rank) has a region of readers that could
+    compute in its input's layout with fewer Transposes in total (or as many, without a new node or a
+    Transpose on an operand); no Transpose reads a Transpose, and no identity Transpose remains (one that
+    produces a graph output becomes an Identity). Graph inputs and outputs keep their names and types."""
 
     name = "onnx-transpose-sink"
     phase = "optimize"
