@@ -43,7 +43,8 @@ def test_fp32_pipeline_on_a_cnn():
 
 def test_default_pipeline_is_the_onnx_one():
     res = graphir.compile(M.cnn())
-    assert res.report["pipeline"] == "strip-unused,onnx-simplify,fold-constants,onnx-simplify,onnx-fuse,cse,dce"
+    assert res.report["pipeline"] == ("strip-unused,onnx-simplify,fold-constants,onnx-transpose-sink,onnx-simplify,"
+                                     "onnx-fuse,cse,dce")
 
 
 def test_bf16_is_refused():

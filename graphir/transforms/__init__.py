@@ -12,7 +12,7 @@ PASS_MODULES = [
     "auto_mixed_precision", "cast_cleanup", "lower_onednn", "inline_grouped_conv",
     "canonicalize_gelu", "dense_to_matmul", "canonicalize_layer_norm",
     "canonicalize_swish", "einsum_to_matmul", "onnx_rules", "tf_to_onnx",
-    "canonicalize_dilated_conv",
+    "canonicalize_dilated_conv", "onnx_transpose_sink",
 ]
 _loaded: set[str] = set()
 

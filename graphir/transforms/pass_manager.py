@@ -153,7 +153,8 @@ FP32_PIPELINE = [
 
 
 # The FP32 pipeline for ONNX graphs: the generic passes around the onnx rule sets.
-ONNX_FP32_PIPELINE = ["strip-unused", "onnx-simplify", "fold-constants", "onnx-simplify", "onnx-fuse", "cse", "dce"]
+ONNX_FP32_PIPELINE = ["strip-unused", "onnx-simplify", "fold-constants", "onnx-transpose-sink", "onnx-simplify",
+                      "onnx-fuse", "cse", "dce"]
 
 
 def default_pipeline(opts, report: Optional[dict] = None, graph: Optional[Graph] = None) -> Pipeline:
