@@ -99,7 +99,7 @@ def build(base, dtype, fused_ops, kernel=None, label=True, pad=False):
 
 
 def run(gd, x, *, remap=True):
-    """(output as f32, op types TF executed)."""
+    """(output as f32, {name: NodeDef} of the nodes TF executed)."""
     g = tf.Graph()
     with g.as_default():
         tf.graph_util.import_graph_def(gd, name="")
@@ -110,7 +110,11 @@ def run(gd, x, *, remap=True):
         md = tf.compat.v1.RunMetadata()
         out = sess.run("out:0", {"x:0": x}, options=tf.compat.v1.RunOptions(output_partition_graphs=True),
                        run_metadata=md)
-    return out.astype(np.float32), {n.op for pg in md.partition_graphs for n in pg.node}
+    return out.astype(np.float32), {n.name: n for pg in md.partition_graphs for n in pg.node}
+
+
+def executed_ops(nodes: dict) -> set:
+    return {n.op for n in nodes.values()}
 
 
 def _inferred_shape(gd):
@@ -138,7 +142,8 @@ def test_fused_kernel_runs_and_matches_unfused_graph(kernel, dtype, fused_ops, p
         pytest.skip("private oneDNN kernel; TF has oneDNN off")
     want, _ = run(*build(kernel.base, dtype, fused_ops, pad=pad), remap=False)
     gd, x = build(kernel.base, dtype, fused_ops, kernel, pad=pad)
-    got, executed = run(gd, x)
+    got, nodes = run(gd, x)
+    executed = executed_ops(nodes)
     assert tuple(_inferred_shape(gd)[1:]) == got.shape[1:]  # TF's shape function agrees with the kernel
     fused_ran = {op for op in executed if op == kernel.op or op.startswith("_MklNativeFused")
                  or op.startswith("_MklFused")}
@@ -148,6 +153,23 @@ def test_fused_kernel_runs_and_matches_unfused_graph(kernel, dtype, fused_ops, p
     # bf16 rounds after every unfused op and once in the fused kernel: a few bf16 ulps of the largest value.
     tol = 3e-2 if dtype == "bf16" else 2e-6
     np.testing.assert_allclose(got, want, rtol=0, atol=tol * scale)
+
+
+@pytest.mark.skipif(not onednn_enabled(), reason="TF has oneDNN off")
+@pytest.mark.parametrize("kernel, dtype", [pytest.param(k, dt, id=f"{k.op}-{dt}") for k in K.KERNELS
+                                           for dt in k.dtypes if k.base != "BatchMatMulV2"])
+def test_executed_contraction_caches_its_constant_filter(kernel, dtype):
+    """oneDNN reorders a filter into its blocked layout once, and keeps it, only when the executed node says
+    the filter is constant (``is_filter_const``, the one such attr TF 2.21's OpDefs have: no
+    ``is_weight_const`` / ``is_bias_const``). TF's layout pass sets it on the public ops it rewrites; the
+    private op the table emits directly must carry it itself."""
+    from tensorflow.python.framework import op_def_registry
+
+    _, nodes = run(*build(kernel.base, dtype, kernel.fused_ops[0], kernel))
+    nd = nodes["out"]
+    assert nd.op.startswith("_MklNative")
+    assert "is_filter_const" in {a.name for a in op_def_registry.get(nd.op).attr}
+    assert nd.attr["is_filter_const"].b
 
 
 @pytest.mark.skipif(not onednn_enabled(), reason="TF has oneDNN off")
@@ -162,8 +184,8 @@ def test_mkl_native_conv_needs_its_kernel_label():
 def test_public_fused_conv_executes_as_the_mkl_op_in_f32():
     k = K.lookup("Conv2D", "f32", ("BiasAdd", "Relu"), private=True)
     assert k.op == "_FusedConv2D" and not k.private
-    _, executed = run(*build("Conv2D", "f32", ("BiasAdd", "Relu"), k))
-    assert "_MklNativeFusedConv2D" in executed and "_FusedConv2D" not in executed
+    _, nodes = run(*build("Conv2D", "f32", ("BiasAdd", "Relu"), k))
+    assert "_MklNativeFusedConv2D" in executed_ops(nodes) and "_FusedConv2D" not in executed_ops(nodes)
 
 
 def test_lookup_prefers_portable_kernels_and_respects_private():

@@ -14,6 +14,12 @@ showed, and the table encodes:
   ``_MklNativePadWithFusedConv2D``: that op's shape function ignores the paddings (a 14x14 input padded to
   16x16 infers 12x12), so a GraphDef holding it fails TF's import-time shape inference. It folds the Pad
   into ``padding=EXPLICIT`` instead, which this op executes and infers correctly.
+- Weight caching: ``is_filter_const`` is the only such attr in TF 2.21's OpDefs (``_MklNativeFusedConv2D``,
+  ``_MklNativeConv2D``, ``_MklNativeFusedDepthwiseConv2dNative``, ``_MklNativeFusedMatMul``; there is no
+  ``is_weight_const`` or ``is_bias_const``, and the public ``_Fused*`` ops have none). Every contraction
+  of a lowered graph executes with it set (RunMetadata partition graphs: the 53 of MobileNetV2 and the
+  digits CNN's 3, f32 and bf16), so oneDNN reorders each filter once per session: on the digits CNN
+  (ONEDNN_VERBOSE) clearing it adds two filter reorders to every step, 1-2 us each.
 - With oneDNN on, TF's layout pass rewrites ``_FusedConv2D`` / ``_FusedDepthwiseConv2dNative`` /
   ``_FusedMatMul`` into ``_MklNative*`` ops with that label and ``is_filter_const`` (RunMetadata partition
   graphs): in f32 the public op executes the same kernel (a 3x3x64x64 conv on 8x56x56: 48.1 ms either way,
