@@ -33,6 +33,52 @@ def neutral_operand(graph, n):
 
 
 # ------------------------------------------------------------------ shape ops
+def _dim_of(v, x):
+    """``j`` when ``v`` is the scalar ``Shape(x)[j]`` (a shrinking StridedSlice of a Shape of ``x``)."""
+    n = v.node if v is not None else None
+    if not _same_op(n, "StridedSlice", "tf") or any(n.attrs.get(k, 0) for k in
+                                                  ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask")):
+        return None
+    src = n.inputs[0].node
+    if not _same_op(src, "Shape", "tf") or src.inputs[0] is not x or n.attrs.get("shrink_axis_mask") != 1:
+        return None
+    b, e, st = (const_array(n.inputs[i]) for i in (1, 2, 3))
+    if b is None or e is None or st is None or b.shape != (1,) or int(st[0]) != 1 or int(e[0]) != int(b[0]) + 1:
+        return None
+    j = int(b[0])
+    rank = x.shape.rank
+    if rank is None or not -rank <= j < rank:
+        return None
+    return j % rank
+
+
+@rule("tf", "Reshape")
+def reshape_to_own_dims(graph, n):
+    """Reshape(x, Pack(Shape(x)[0], 512)) -> Reshape(x, [-1, 512]): a shape built from x's own dims (and
+    constants) is a constant where those dims are static, with -1 for the one dynamic dim."""
+    x, shape = n.inputs
+    pack = shape.node if shape is not None else None
+    if not _same_op(pack, "Pack", n.domain) or pack.attrs.get("axis", 0) != 0:
+        return None
+    out, dynamic = [], 0
+    for e in pack.inputs:
+        c = const_array(e)
+        if c is not None and c.shape == ():
+            out.append(int(c))
+            continue
+        j = _dim_of(e, x)
+        if j is None:
+            return None
+        d = x.shape.dims[j]
+        out.append(-1 if d is None else d)
+        dynamic += d is None
+    if dynamic > 1 or (dynamic and out.count(-1) > 1):
+        return None
+    graph.set_input(n, 1, add_const(graph, np.array(out, dtype=shape.dtype.np), n.name + "/shape", like=n))
+    remove_dead(graph, [pack])
+    return True
+
+
 @rule("tf", "Reshape")
 def reshape_noop(graph, n):
     x = n.inputs[0]
@@ -169,14 +215,15 @@ def scalar_into_contraction(graph, n):
                         and not any(is_const(v) for v in op.inputs))
 
 
-RULES = RuleSet([neutral_operand, reshape_noop, reshape_of_reshape, transpose_of_transpose, cast_noop,
+RULES = RuleSet([neutral_operand, reshape_to_own_dims, reshape_noop, reshape_of_reshape, transpose_of_transpose, cast_noop,
                  squeeze_expand_pair, constant_chain, scalar_through_layout, scalar_into_contraction])
 
 
 @register_pass
 @dataclass(frozen=True)
 class SimplifyArithmetic(Pass):
-    """After: no x*1, x+0, x-0, x/1 that keeps x's type, no no-op Reshape/Cast, no Reshape of a
+    """After: no x*1, x+0, x-0, x/1 that keeps x's type, no Reshape to a Pack of its input's own dims
+    (Shape(x)[j]) and constants with at most one dynamic dim, no no-op Reshape/Cast, no Reshape of a
     single-use Reshape, no Transpose pair (composed or removed), no Squeeze/ExpandDims round trip, and no
     Mul/Add by a constant of a single-use Mul/Add by a constant, and no Mul by a scalar constant reads a
     single-use Reshape/Transpose/ExpandDims/Squeeze or activation-by-activation BatchMatMulV2 (the scalar
