@@ -108,6 +108,9 @@ class TFToONNX(Pass):
 
     def run(self, graph: Graph) -> PassResult:
         check_opset(self.opset)
+        if not any(n.domain == TF for n in graph.nodes()) and not any(
+                p.value.node is not None and p.value.node.domain == TF for p in graph.inputs):
+            return PassResult.of(converted=0)  # nothing of TF's left (already converted)
         missing = unsupported_ops(graph)
         if missing:
             raise ExportError(f"cannot export to ONNX: no conversion for TensorFlow op"

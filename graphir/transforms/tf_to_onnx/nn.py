@@ -286,7 +286,7 @@ def _batch_norm(cx: Ctx):
         mul, add = _channel_vector(cx, mul, x), _channel_vector(cx, add, x)
     y = cx.op("Add", [cx.op("Mul", [x, mul]), add], shape=x.shape)
     # The other outputs (batch statistics, reserve spaces) are the inputs at inference.
-    extra = [cx.input(3), cx.input(4), cx.input(3), cx.input(4)]
+    extra = [cx.input(3), cx.input(4), cx.input(3), cx.input(4), cx.input(3)]
     return [y] + extra[:len(cx.node.outputs) - 1]
 
 
