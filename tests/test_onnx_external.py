@@ -1,6 +1,7 @@
 """ONNX models with external data, at a small scale: weights are memory-mapped, not read; an untouched
 model round-trips byte for byte even after every weight was decoded; new tensors stream into the output's
-data file (no copy of their bytes in the proto); the data files of input and output never collide; ONNX
+data file (no copy of their bytes in the proto), and so do the kept tensors of a data file whose tensors
+were mostly replaced; the data files of input and output never collide; ONNX
 Runtime runs a temporary model that links the data instead of copying it; a bad data file is one line and
 exit 2. (The model over 2 GB is ``benchmarks/onnx_big_model.py``.)"""
 import mmap
@@ -103,6 +104,11 @@ def test_new_tensors_stream_into_the_data_file(tmp_path):
     info = {e.key: e.value for e in w.external_data}
     assert info["location"] == "opt.onnx.data" and int(info["offset"]) % 4096 == 0
     np.testing.assert_array_equal(nh.to_array(w, base_dir=str(tmp_path)), folded[0].numpy())
+    # The input's data file was mostly the replaced weight: not copied whole, the kept W2 moved over.
+    assert sorted(os.listdir(tmp_path)) == ["opt.onnx", "opt.onnx.data", "src"]
+    (w2,) = [t for t in m.graph.initializer if t.name == "W2"]
+    np.testing.assert_array_equal(nh.to_array(w2, base_dir=str(tmp_path)),
+                                  opt.ir.initializers["W2"].const.numpy())
     x = np.random.default_rng(1).standard_normal((1, n)).astype(np.float32)
     np.testing.assert_allclose(session(str(dst)).run(None, {"X": x})[0],
                                session(str(path)).run(None, {"X": x})[0], rtol=1e-4, atol=1e-5)

@@ -123,6 +123,7 @@ class _Writer:
         self.reserved = self._own_names(graph)
         self.ext_sources: dict[str, str] = {}    # location -> source directory, for save() to copy
         self.spill = None  # raw bytes -> (location, offset): where new tensors go in an external-data model
+        self.compact: set[str] = set()  # data files (absolute) whose kept tensors move to the new data file
 
     @classmethod
     def _own_names(cls, g: Graph) -> set[str]:
@@ -167,7 +168,15 @@ class _Writer:
             if p.name != name:  # (an unset name stays unset)
                 p.name = name
             if _is_external(p):
-                if self.external == "inline":
+                src = os.path.abspath(os.path.join(enc[2], _ext_info(p)["location"]))
+                if src in self.compact:
+                    from ..frontends.onnx import external_bytes
+
+                    data = external_bytes(p, enc[2])
+                    p.ClearField("external_data")
+                    loc, off = self.spill(data)
+                    _set_external(p, loc, off, data.nbytes)
+                elif self.external == "inline":
                     raw = _read_external(p, enc[2])
                     p.ClearField("external_data")
                     p.data_location = TensorProto.DEFAULT
@@ -457,19 +466,29 @@ def save(graph: Graph, path: str, *, link_external: bool = False, **kwargs) -> N
 
     path = os.fspath(path)
     out_dir = os.path.dirname(os.path.abspath(path))
-    sources, kept_dst, new_bytes, all_bytes = set(), set(), 0, 0
+    sources, new_bytes, all_bytes = set(), 0, 0
+    kept: dict[str, set] = {}  # kept data file (absolute) -> its location in the output
+    live: dict[str, set] = {}  # kept data file -> the (offset, length) spans its kept tensors use
     for t in _tensors(graph):
         enc = t.encoded
         if enc is not None and enc[0] == "onnx" and _is_external(enc[1]):
-            loc = _ext_info(enc[1])["location"]
-            sources.add(os.path.abspath(os.path.join(enc[2], loc)))
+            info = _ext_info(enc[1])
+            src = os.path.abspath(os.path.join(enc[2], info["location"]))
+            sources.add(src)
             if _kept(t):
-                kept_dst.add(os.path.abspath(os.path.join(out_dir, loc)))
+                kept.setdefault(src, set()).add(os.path.abspath(os.path.join(out_dir, info["location"])))
+                live.setdefault(src, set()).add((int(info.get("offset") or 0), int(info.get("length") or 0)))
                 continue
         all_bytes += t.nbytes
         if not _kept(t) and t.nbytes >= EXTERNAL_MIN_BYTES:
             new_bytes += t.nbytes
-    spill = bool(kept_dst) and new_bytes > 0 or all_bytes > PROTO_LIMIT
+    # A kept file whose tensors were mostly replaced is not copied whole, dead bytes and all: its live
+    # tensors move to the new data file. (An untouched model uses what the input used: its files stay.)
+    used = graph.meta.get("onnx.data_files", {})
+    compact = set() if link_external else {
+        src for src, spans in live.items() if 2 * sum(n for _, n in spans) < used.get(src, os.path.getsize(src))}
+    kept_dst = {d for src, dsts in kept.items() if src not in compact for d in dsts}
+    spill = bool(compact) or bool(kept_dst) and new_bytes > 0 or all_bytes > PROTO_LIMIT
     # The new data file must not land on a kept file's place in the output, nor on any data file of the
     # input model (the output may sit next to it), whether or not the graph still reads it.
     taken = sources | kept_dst | set(graph.meta.get("onnx.data_files", ()))
@@ -479,6 +498,7 @@ def save(graph: Graph, path: str, *, link_external: bool = False, **kwargs) -> N
         i += 1
         data_name = f"{base}.{i}.data"
     w = _Writer(graph, "keep")
+    w.compact = compact
     try:
         with atomic_files() as add:
             data_file = None

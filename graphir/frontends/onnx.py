@@ -221,6 +221,16 @@ def _mapped(path: str) -> mmap.mmap:
     return m
 
 
+def external_bytes(t, base_dir: str) -> memoryview:
+    """The stored bytes of external TensorProto ``t``, as a view of its memory-mapped file (no copy)."""
+    from onnx.external_data_helper import ExternalDataInfo
+
+    info = ExternalDataInfo(t)
+    view = memoryview(_mapped(os.path.join(base_dir, info.location)))
+    off = info.offset or 0
+    return view[off:off + info.length] if info.length else view[off:]
+
+
 def external_array(t, base_dir: str) -> Optional[np.ndarray]:
     """The external data of TensorProto ``t`` as a read-only array over a memory map of its file: pages are
     read when touched and stay the kernel's to drop (file-backed), so a large model is not copied into
@@ -470,18 +480,24 @@ def convert(proto, inferred, base_dir: str) -> Graph:
     if extra:
         a["onnx.model_extra"] = extra
     graph.meta["onnx.base_dir"] = base_dir
-    # Every data file of the input, also those whose tensors a pass will replace: the backend must never
-    # write over one of them (the output may sit next to the input).
-    graph.meta["onnx.data_files"] = sorted(data_files(proto, base_dir))
+    # Every data file of the input (also those whose tensors a pass will replace: the backend must never
+    # write over one, the output may sit next to the input), with the bytes the model uses of it.
+    graph.meta["onnx.data_files"] = data_files(proto, base_dir)
     return graph
 
 
-def data_files(proto, base_dir: str) -> set[str]:
-    """Absolute paths of the external data files ``proto`` refers to."""
+def data_files(proto, base_dir: str) -> dict[str, int]:
+    """The external data files ``proto`` refers to (absolute paths), each with how many of its bytes the
+    model's tensors use."""
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    return {os.path.abspath(os.path.join(base_dir, ExternalDataInfo(t).location))
-            for t in _tensors(proto) if uses_external_data(t)}
+    spans: dict[str, set] = {}
+    for t in _tensors(proto):
+        if uses_external_data(t):
+            info = ExternalDataInfo(t)
+            path = os.path.abspath(os.path.join(base_dir, info.location))
+            spans.setdefault(path, set()).add((info.offset or 0, info.length or 0))
+    return {p: sum(n for _, n in s) for p, s in sorted(spans.items())}
 
 
 def _select(graph: Graph, inputs: Optional[Sequence[str]], outputs: Optional[Sequence[str]]) -> Graph:
