@@ -174,3 +174,29 @@ def test_bad_external_data_file_is_one_line_and_exit_2(damage, tmp_path, capsys)
     r = graphir_inproc(capsys, "compile", "m.onnx", "-o", "out.onnx", cwd=tmp_path)
     assert_one_line_error(r, "external data file 'w.bin'", "missing" if damage == "missing" else "too short")
     assert snapshot(tmp_path) == before
+
+
+def test_constant_folding_feeds_large_weights_instead_of_serializing_them(tmp_path):
+    """ReduceSum of a 4 MB external weight folds to 4 KB: the weight reaches ONNX Runtime as an input (the
+    memory-mapped array), not as bytes copied into a model proto."""
+    n = 1024
+    w = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    g = h.make_graph([h.make_node("ReduceSum", ["W", "axes"], ["s"], name="sum", keepdims=0),
+                      h.make_node("Add", ["X", "s"], ["Y"], name="add")], "fold",
+                     [h.make_tensor_value_info("X", TP.FLOAT, [n])], [h.make_tensor_value_info("Y", TP.FLOAT, [n])],
+                     [nh.from_array(w, "W"), nh.from_array(np.array([0], np.int64), "axes")])
+    path = _save_external(h.make_model(g, opset_imports=[h.make_opsetid("", M.OPSET)]), tmp_path / "src")
+    graph = graphir.load(str(path))
+    node = graph.node("sum")
+    from graphir.ir.dialect import graph_dialect
+
+    tracemalloc.start()
+    try:
+        (got,) = graph_dialect(graph).evaluate(graph, [node], [node.outputs[0]])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < w.nbytes // 4
+    np.testing.assert_allclose(got, w.sum(axis=0), rtol=1e-5, atol=1e-4)
+    opt = graphir.compile(str(path))
+    assert opt.ir.op_histogram() == {"Add": 1}

@@ -8,9 +8,12 @@ fields, op set imports in their order, local functions, doc strings and metadata
 clash with nothing in any scope.
 
 External data: a tensor that was external stays in the same file at the same offset; :func:`save` copies
-each such file next to the output (a kernel-side copy) unless it is already there. New tensors of a model that had
-external data, and every large tensor of a model that would pass 2 GB, go to ``<output>.data``. The data
-files and the model appear together (:func:`graphir.backends.atomic.atomic_files`).
+each such file next to the output (a kernel-side copy) unless it is already there, or, when passes
+replaced most of what the input used of a file, moves its remaining tensors to the new data file instead.
+New tensors of a model that had external data, and every large tensor of a model that would pass 2 GB, go
+to ``<output>.data`` (another name if that one is taken by a kept file or any data file of the input),
+written from their arrays. The data files and the model appear together
+(:func:`graphir.backends.atomic.atomic_files`).
 """
 from __future__ import annotations
 
