@@ -8,15 +8,20 @@ fields, op set imports in their order, local functions, doc strings and metadata
 clash with nothing in any scope.
 
 External data: a tensor that was external stays in the same file at the same offset; :func:`save` copies
-each such file next to the output (in chunks) unless it is already there. New tensors of a model that had
-external data, and every large tensor of a model that would pass 2 GB, go to ``<output>.data``. The data
-files and the model appear together (:func:`graphir.backends.atomic.atomic_files`).
+each such file next to the output (a kernel-side copy) unless it is already there, or, when passes
+replaced most of what the input used of a file, moves its remaining tensors to the new data file instead.
+New tensors of a model that had external data, and every large tensor of a model that would pass 2 GB, go
+to ``<output>.data`` (another name if that one is taken by a kept file or any data file of the input),
+written from their arrays. The data files and the model appear together
+(:func:`graphir.backends.atomic.atomic_files`).
 """
 from __future__ import annotations
 
 import os
 import shutil
 from typing import Optional
+
+import numpy as np
 
 from ..dialects.onnx import DOMAIN, attr_type, dtype_to_onnx, is_onnx_graph, split_op
 from ..errors import GraphirError, one_line
@@ -35,6 +40,33 @@ def _is_external(p) -> bool:
 
 def _ext_info(p) -> dict:
     return {e.key: e.value for e in p.external_data}
+
+
+def _set_external(p, location: str, offset: int, length: int) -> None:
+    from onnx import TensorProto
+
+    p.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        e = p.external_data.add()
+        e.key, e.value = k, v
+
+
+def _kept(t: Tensor) -> bool:
+    """``t`` is written as the TensorProto it was read from (external reference included): untouched."""
+    enc = t.encoded
+    return (enc is not None and enc[0] == "onnx" and list(enc[1].dims) == list(t.shape.dims or ())
+            and enc[1].data_type == dtype_to_onnx(t.dtype))
+
+
+def _raw_layout(a: np.ndarray) -> bool:
+    """ONNX's raw_data of ``a`` is ``a``'s own bytes (not packed sub-byte values, strings or a big-endian
+    host's), so it can be written from the array directly; asked of onnx's encoder on a sample."""
+    from onnx import numpy_helper
+
+    if a.dtype.kind in "OSU" or a.size < 8:
+        return False
+    sample = np.ascontiguousarray(a.reshape(-1)[:8])
+    return numpy_helper.from_array(sample).raw_data == sample.tobytes()
 
 
 def _read_external(p, base_dir: str) -> bytes:
@@ -94,6 +126,7 @@ class _Writer:
         self.reserved = self._own_names(graph)
         self.ext_sources: dict[str, str] = {}    # location -> source directory, for save() to copy
         self.spill = None  # raw bytes -> (location, offset): where new tensors go in an external-data model
+        self.compact: set[str] = set()  # data files (absolute) whose kept tensors move to the new data file
 
     @classmethod
     def _own_names(cls, g: Graph) -> set[str]:
@@ -133,13 +166,20 @@ class _Writer:
         from onnx import TensorProto, numpy_helper
 
         enc = t.encoded
-        if enc is not None and enc[0] == "onnx" and list(enc[1].dims) == list(t.shape.dims or ()) \
-                and enc[1].data_type == dtype_to_onnx(t.dtype):
+        if _kept(t):
             p.CopyFrom(enc[1])
             if p.name != name:  # (an unset name stays unset)
                 p.name = name
             if _is_external(p):
-                if self.external == "inline":
+                src = os.path.abspath(os.path.join(enc[2], _ext_info(p)["location"]))
+                if src in self.compact:
+                    from ..frontends.onnx import external_bytes
+
+                    data = external_bytes(p, enc[2])
+                    p.ClearField("external_data")
+                    loc, off = self.spill(data)
+                    _set_external(p, loc, off, data.nbytes)
+                elif self.external == "inline":
                     raw = _read_external(p, enc[2])
                     p.ClearField("external_data")
                     p.data_location = TensorProto.DEFAULT
@@ -153,14 +193,19 @@ class _Writer:
         a = t.numpy()
         if t.dtype.np is not None and a.dtype != t.dtype.np:
             a = a.astype(t.dtype.np)
+        if self.spill is not None and a.nbytes >= EXTERNAL_MIN_BYTES and _raw_layout(a):
+            # Straight from the array to the data file: no raw_data copy in the proto, however large.
+            p.name, p.data_type = name, dtype_to_onnx(t.dtype)
+            p.dims.extend(a.shape)
+            loc, off = self.spill(np.ascontiguousarray(a))
+            _set_external(p, loc, off, a.nbytes)
+            return
         p.CopyFrom(numpy_helper.from_array(a, name))
         if self.spill is not None and len(p.raw_data) >= EXTERNAL_MIN_BYTES:
             loc, off = self.spill(p.raw_data)
+            n = len(p.raw_data)
             p.ClearField("raw_data")
-            p.data_location = TensorProto.EXTERNAL
-            for k, v in (("location", loc), ("offset", str(off)), ("length", str(t.nbytes))):
-                e = p.external_data.add()
-                e.key, e.value = k, v
+            _set_external(p, loc, off, n)
 
     def attribute(self, node: Node, key: str, v):
         from onnx import AttributeProto as A
@@ -392,37 +437,83 @@ def _tensors(g: Graph):
                     yield from _tensors(x.graph)
 
 
-def save(graph: Graph, path: str, **kwargs) -> None:
-    """Write ``graph`` to ``path`` (``.onnx``) atomically, with its external data files beside it."""
+def _hard_link(src: str, tmp: str) -> bool:
+    """Put a hard link to ``src`` at ``tmp`` (an empty temporary); False (``tmp`` left as it was) where the
+    file system refuses (another device, no permission)."""
+    try:
+        os.unlink(tmp)
+        os.link(src, tmp)
+        return True
+    except OSError:
+        if not os.path.exists(tmp):
+            open(tmp, "wb").close()
+        return False
+
+
+def _align(f, n: int) -> None:
+    """Pad the data file ``f`` so the next tensor starts at a multiple of ``n`` bytes."""
+    pad = -f.tell() % n
+    if pad:
+        f.write(b"\0" * pad)
+
+
+def save(graph: Graph, path: str, *, link_external: bool = False, **kwargs) -> None:
+    """Write ``graph`` to ``path`` (``.onnx``) atomically, with its external data files beside it.
+
+    Memory stays about one copy of what changed: kept external tensors are references (their files are
+    copied by the kernel), new tensors are written from their arrays into the data file, and the model proto
+    holds no weight of an external-data model. ``link_external`` hard-links kept data files instead of
+    copying them where the file system allows (for a temporary model that only ONNX Runtime reads; it
+    refuses symbolic links that leave the model's directory)."""
     from .atomic import atomic_files
 
     path = os.fspath(path)
     out_dir = os.path.dirname(os.path.abspath(path))
-    ext_locs, new_bytes, all_bytes = set(), 0, 0
+    sources, new_bytes, all_bytes = set(), 0, 0
+    kept: dict[str, set] = {}  # kept data file (absolute) -> its location in the output
+    live: dict[str, set] = {}  # kept data file -> the (offset, length) spans its kept tensors use
     for t in _tensors(graph):
         enc = t.encoded
         if enc is not None and enc[0] == "onnx" and _is_external(enc[1]):
-            ext_locs.add(os.path.abspath(os.path.join(enc[2], _ext_info(enc[1])["location"])))
-        else:
-            all_bytes += t.nbytes
-            if enc is None and t.nbytes >= EXTERNAL_MIN_BYTES:
-                new_bytes += t.nbytes
-    spill = bool(ext_locs) and new_bytes > 0 or all_bytes > PROTO_LIMIT
+            info = _ext_info(enc[1])
+            src = os.path.abspath(os.path.join(enc[2], info["location"]))
+            sources.add(src)
+            if _kept(t):
+                kept.setdefault(src, set()).add(os.path.abspath(os.path.join(out_dir, info["location"])))
+                live.setdefault(src, set()).add((int(info.get("offset") or 0), int(info.get("length") or 0)))
+                continue
+        all_bytes += t.nbytes
+        if not _kept(t) and t.nbytes >= EXTERNAL_MIN_BYTES:
+            new_bytes += t.nbytes
+    # A kept file whose tensors were mostly replaced is not copied whole, dead bytes and all: its live
+    # tensors move to the new data file. (An untouched model uses what the input used: its files stay.)
+    used = graph.meta.get("onnx.data_files", {})
+    compact = set() if link_external else {
+        src for src, spans in live.items() if 2 * sum(n for _, n in spans) < used.get(src, os.path.getsize(src))}
+    kept_dst = {d for src, dsts in kept.items() if src not in compact for d in dsts}
+    spill = bool(compact) or bool(kept_dst) and new_bytes > 0 or all_bytes > PROTO_LIMIT
+    # The new data file must not land on a kept file's place in the output, nor on any data file of the
+    # input model (the output may sit next to it), whether or not the graph still reads it.
+    taken = sources | kept_dst | set(graph.meta.get("onnx.data_files", ()))
     base = os.path.basename(path)
     data_name, i = base + ".data", 0
-    while os.path.abspath(os.path.join(out_dir, data_name)) in ext_locs:
+    while os.path.abspath(os.path.join(out_dir, data_name)) in taken:
         i += 1
         data_name = f"{base}.{i}.data"
     w = _Writer(graph, "keep")
+    w.compact = compact
     try:
         with atomic_files() as add:
             data_file = None
             if spill:
                 data_file = open(add(os.path.join(out_dir, data_name)), "wb")
 
-                def put(raw: bytes):
+                def put(raw) -> tuple[str, int]:
+                    buf = raw.reshape(-1).view(np.uint8) if isinstance(raw, np.ndarray) else memoryview(raw)
+                    # Page-aligned large tensors can be memory-mapped by readers (ONNX Runtime, graphir).
+                    _align(data_file, 4096 if buf.nbytes >= (64 << 10) else 64)
                     off = data_file.tell()
-                    data_file.write(raw)
+                    data_file.write(buf)
                     return data_name, off
 
                 w.spill = put
@@ -435,8 +526,9 @@ def save(graph: Graph, path: str, **kwargs) -> None:
                 src, dst = os.path.join(src_dir, loc), os.path.join(out_dir, loc)
                 if _same_file(src, dst):
                     continue  # already in place: the output sits next to the input's data
-                with open(src, "rb") as fi, open(add(dst), "wb") as fo:
-                    shutil.copyfileobj(fi, fo, 16 << 20)
+                if link_external and _hard_link(src, add(dst)):
+                    continue
+                shutil.copyfile(src, add(dst))  # in the kernel where it can (sendfile): no buffer here
             try:
                 data = model.SerializeToString()
             except ValueError as e:

@@ -1,6 +1,7 @@
 """The ONNX frontend: ``.onnx`` files and ``ModelProto`` objects into the IR, losslessly.
 
-A model is read without its external data (tensors stay on disk until a pass needs their values), checked
+A model is read without its external data (tensors stay on disk until a pass needs their values, and then
+are memory-mapped, not read: see :func:`external_array`), checked
 (op set >= 13, a schema for every op, external-data files present, ``onnx.checker`` with ``full_check``),
 and typed by ``onnx.shape_inference.infer_shapes(data_prop=True)``, run on a skeleton whose large
 embedded tensors are marked external, so no weights are copied. Graph inputs become arguments,
@@ -13,7 +14,10 @@ extras (doc strings, metadata, an empty or duplicate node name) in ``Node.meta``
 """
 from __future__ import annotations
 
+import mmap
 import os
+import sys
+import weakref
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -26,6 +30,8 @@ from ..ir.types import Shape, Subgraph, Tensor, TensorType
 MIN_OPSET = 13
 # Embedded tensors above this many bytes are hidden from shape inference (marked external) while it runs.
 SKELETON_BYTES = 1 << 16
+# External tensors from this many bytes up are decoded as views of a memory-mapped file, not read.
+MMAP_MIN_BYTES = 1 << 12
 
 # Fields with an IR home of their own; any others are kept verbatim (serialized) so nothing is lost.
 _MODEL_CORE = {"graph", "opset_import", "functions", "ir_version", "producer_name", "producer_version",
@@ -199,14 +205,61 @@ def type_from_proto(tp) -> TensorType:
     return TensorType(VARIANT, Shape(None))
 
 
+# External data files mapped into memory, by file identity: one mapping (and one file descriptor) per file
+# while any constant decoded from it is alive; a file replaced on disk is a new key, never a stale view.
+_MAPS: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+
+
+def _mapped(path: str) -> mmap.mmap:
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    m = _MAPS.get(key)
+    if m is None:
+        with open(path, "rb") as f:
+            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        _MAPS[key] = m
+    return m
+
+
+def external_bytes(t, base_dir: str) -> memoryview:
+    """The stored bytes of external TensorProto ``t``, as a view of its memory-mapped file (no copy)."""
+    from onnx.external_data_helper import ExternalDataInfo
+
+    info = ExternalDataInfo(t)
+    view = memoryview(_mapped(os.path.join(base_dir, info.location)))
+    off = info.offset or 0
+    return view[off:off + info.length] if info.length else view[off:]
+
+
+def external_array(t, base_dir: str) -> Optional[np.ndarray]:
+    """The external data of TensorProto ``t`` as a read-only array over a memory map of its file: pages are
+    read when touched and stay the kernel's to drop (file-backed), so a large model is not copied into
+    memory. None where the bytes are not the array's own layout (packed sub-byte types, strings, a
+    big-endian host, no recorded length) or the tensor is small; :func:`numpy_helper.to_array` reads those."""
+    from onnx import helper
+    from onnx.external_data_helper import ExternalDataInfo
+
+    if sys.byteorder != "little":
+        return None
+    info = ExternalDataInfo(t)
+    dt = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type))
+    n = int(np.prod(t.dims, dtype=np.int64))
+    if dt.kind in "OSU" or not info.length or info.length != n * dt.itemsize or info.length < MMAP_MIN_BYTES:
+        return None
+    m = _mapped(os.path.join(base_dir, info.location))
+    return np.frombuffer(m, dt, count=n, offset=info.offset or 0).reshape(tuple(t.dims))
+
+
 def tensor_from_proto(t, base_dir: str) -> Tensor:
-    """An IR constant that decodes ``t`` (from external data too) only when asked, and keeps ``t`` itself
-    as its encoded form so an untouched constant is written back as it was."""
+    """An IR constant that decodes ``t`` only when asked (external data as a memory map, see
+    :func:`external_array`), and keeps ``t`` itself as its encoded form so an untouched constant is written
+    back as it was."""
     from onnx import numpy_helper
+    from onnx.external_data_helper import uses_external_data
 
     def decode():
-        a = numpy_helper.to_array(t, base_dir=base_dir)
-        return a
+        a = external_array(t, base_dir) if uses_external_data(t) else None
+        return numpy_helper.to_array(t, base_dir=base_dir) if a is None else a
 
     return Tensor(dtype_from_onnx(t.data_type), Shape(t.dims), decode=decode, encoded=("onnx", t, base_dir))
 
@@ -427,7 +480,24 @@ def convert(proto, inferred, base_dir: str) -> Graph:
     if extra:
         a["onnx.model_extra"] = extra
     graph.meta["onnx.base_dir"] = base_dir
+    # Every data file of the input (also those whose tensors a pass will replace: the backend must never
+    # write over one, the output may sit next to the input), with the bytes the model uses of it.
+    graph.meta["onnx.data_files"] = data_files(proto, base_dir)
     return graph
+
+
+def data_files(proto, base_dir: str) -> dict[str, int]:
+    """The external data files ``proto`` refers to (absolute paths), each with how many of its bytes the
+    model's tensors use."""
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    spans: dict[str, set] = {}
+    for t in _tensors(proto):
+        if uses_external_data(t):
+            info = ExternalDataInfo(t)
+            path = os.path.abspath(os.path.join(base_dir, info.location))
+            spans.setdefault(path, set()).add((info.offset or 0, info.length or 0))
+    return {p: sum(n for _, n in s) for p, s in sorted(spans.items())}
 
 
 def _select(graph: Graph, inputs: Optional[Sequence[str]], outputs: Optional[Sequence[str]]) -> Graph:

@@ -2,7 +2,7 @@
 reference evaluator (``onnx.reference.ReferenceEvaluator``) for what ORT has no kernel for."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -11,8 +11,18 @@ from ..ir import Graph, Node, Port, Value
 from ..ir.dialect import EvaluationError
 
 
-def extract(graph: Graph, nodes: Sequence[Node], fetches: Sequence[Value]) -> Graph:
-    """A graph of copies of ``nodes`` whose outputs are ``fetches``; the initializers they read come along."""
+# Constants from this many bytes up are fed to the evaluation as inputs, not serialized into its model.
+FEED_MIN_BYTES = 1 << 20
+
+
+def _feedable(t) -> bool:
+    """A large constant ONNX Runtime can take as a numpy input (no ml_dtypes element type)."""
+    return t.nbytes >= FEED_MIN_BYTES and t.dtype.np is not None and np.dtype(t.dtype.np).type.__module__ == "numpy"
+
+
+def extract(graph: Graph, nodes: Sequence[Node], fetches: Sequence[Value], feeds: Optional[dict] = None) -> Graph:
+    """A graph of copies of ``nodes`` whose outputs are ``fetches``; the initializers they read come along.
+    Given a ``feeds`` dict, large initializers become inputs instead, their arrays put into ``feeds``."""
     sub = Graph(graph.name)
     sub.opset_imports = dict(graph.opset_imports)
     sub.attrs = {k: v for k, v in graph.attrs.items() if k in ("onnx.ir_version", "onnx.functions",
@@ -26,7 +36,12 @@ def extract(graph: Graph, nodes: Sequence[Node], fetches: Sequence[Value]) -> Gr
         if w is None:
             if v.const is None:
                 raise EvaluationError(f"{v.name!r} is not a constant")
-            w = vmap[id(v)] = sub.add_initializer(v.name, v.const, v.type)
+            if feeds is not None and _feedable(v.const):
+                w = vmap[id(v)] = sub.add_argument(v.name, v.type)
+                sub.inputs = list(sub.inputs) + [Port(v.name, w)]
+                feeds[v.name] = v.const.numpy()
+            else:
+                w = vmap[id(v)] = sub.add_initializer(v.name, v.const, v.type)
         return w
 
     for n in nodes:
@@ -57,15 +72,18 @@ def evaluate(graph: Graph, nodes: Sequence[Node], fetches: Sequence[Value]) -> l
     from ..backends.onnx import to_model
     from .ort_runner import session
 
-    model = to_model(extract(graph, nodes, fetches))
+    # Large constants (memory-mapped weights, often) are fed as arrays: serializing them into the model
+    # would copy each several times, and past 2 GB protobuf cannot hold them at all.
+    feeds: dict = {}
+    model = to_model(extract(graph, nodes, fetches, feeds))
     names = [o.name for o in model.graph.output]
     try:
-        outs = session(model, intra_op_threads=1).run(names, {})
+        outs = session(model, intra_op_threads=1).run(names, feeds)
     except Exception as ort_error:  # ORT raises its own exception types for missing kernels
         try:
             from onnx.reference import ReferenceEvaluator
 
-            outs = ReferenceEvaluator(model).run(names, {})
+            outs = ReferenceEvaluator(model).run(names, feeds)
         except Exception as e:
             raise EvaluationError(f"onnxruntime: {describe(ort_error, 150)}; reference: {describe(e, 150)}") from e
     return [_as(a, v) for a, v in zip(outs, fetches)]

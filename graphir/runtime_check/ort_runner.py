@@ -11,15 +11,18 @@ import numpy as np
 from ..ir import Graph
 
 
-def session(model, *, intra_op_threads: Optional[int] = None):
+def session(model, *, intra_op_threads: Optional[int] = None, prepack: bool = True):
     """An ONNX Runtime CPU session for a ModelProto (or a path), with ORT's own graph rewrites off so the
-    model runs as written."""
+    model runs as written. ``prepack=False`` keeps ORT from repacking weights for its GEMM kernels: each
+    packed weight is an anonymous copy, while unpacked external weights stay memory-mapped from their file."""
     import onnxruntime as ort
 
     ort.set_default_logger_severity(4)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.log_severity_level = 3
+    if not prepack:
+        opts.add_session_config_entry("session.disable_prepacking", "1")
     if intra_op_threads is not None:
         opts.intra_op_num_threads = intra_op_threads
     src = model if isinstance(model, str) else model.SerializeToString()
@@ -40,20 +43,24 @@ class OrtRunner:
     feeds are a dict keyed by input port name or a list in input order; outputs come in port order."""
 
     def __init__(self, graph: Graph, inputs: Optional[Sequence[str]] = None,
-                 outputs: Optional[Sequence[str]] = None, *, intra_op_threads: Optional[int] = None, **_):
+                 outputs: Optional[Sequence[str]] = None, *, intra_op_threads: Optional[int] = None,
+                 optimize: bool = True, **_):
+        """``optimize=False`` (verification: a run or two, as written) also skips weight prepacking, which
+        pays off only over many runs and would hold a second, anonymous copy of every GEMM weight."""
         from ..backends.onnx import save, to_model
 
         self.input_names = [p.name for p in graph.inputs] if inputs is None else list(inputs)
         self.output_names = [p.name for p in graph.outputs] if outputs is None else list(outputs)
         external = _has_external(graph)
         if external:
-            # Too big, or too many weights on disk, to inline: run it from a temporary copy.
+            # Too big, or too many weights on disk, to inline: run it from a temporary model file whose
+            # untouched data files are links to the originals (ORT reads them itself; nothing is copied).
             self._tmp = tempfile.TemporaryDirectory(prefix="graphir-ort-")
             path = os.path.join(self._tmp.name, "model.onnx")
-            save(graph, path)
-            self.session = session(path, intra_op_threads=intra_op_threads)
+            save(graph, path, link_external=True)
+            self.session = session(path, intra_op_threads=intra_op_threads, prepack=optimize)
         else:
-            self.session = session(to_model(graph), intra_op_threads=intra_op_threads)
+            self.session = session(to_model(graph), intra_op_threads=intra_op_threads, prepack=optimize)
         in_names = {p.name: (p.value.name if p.value.is_argument else p.name) for p in graph.inputs}
         self._feed_names = [in_names.get(n, n) for n in self.input_names]
 
