@@ -181,8 +181,8 @@ def bench_graphs(graphs: Sequence[Graph], labels: Optional[Sequence[str]] = None
     ``grappler_amp`` adds a row: the first graph with TF's oneDNN bf16 auto-mixed-precision turned on.
     Feeds: see :func:`prepare_feeds` (random inputs run at ``batch_size``, default 1). Stops after
     ``seconds`` of rounds, and at least ``min_rounds``."""
-    from .check import _run_errors, tf_error_line
-    from .runner import Runner
+    from .check import RUN_ERRORS, tf_error_line
+    from .runner import Runner, run_errors
 
     if not graphs:
         raise GraphirError("bench: no models given")
@@ -191,7 +191,7 @@ def bench_graphs(graphs: Sequence[Graph], labels: Optional[Sequence[str]] = None
     labels = list(labels) if labels is not None else [f"model {i}" for i in range(len(graphs))]
     stream = stream or sys.stderr
     show = _Progress(stream, progress)
-    errors = _run_errors()
+    errors = RUN_ERRORS + tuple(run_errors())  # every model runs in TensorFlow here
     runners, row_labels, row_graphs = [], [], []
     try:
         for g, lab in zip(graphs, labels):

@@ -91,14 +91,13 @@ def compare_arrays(name: str, a, b, rtol: float, atol: float) -> OutputCheck:
 
 
 _TF_NOISE = ("Graph execution error", "Detected at node", "Node:", "[[", "Original stack trace", "File ")
-RUN_ERRORS: tuple = (ValueError, TypeError)  # plus tf.errors.OpError, added by _run_errors()
+RUN_ERRORS: tuple = (ValueError, TypeError)  # plus the runtime's own errors, added by _run_errors()
 
 
-def _run_errors() -> tuple:
-    """What TF raises for a graph it cannot import or run (anything else is a bug, and propagates)."""
-    from .runner import run_errors
-
-    return RUN_ERRORS + run_errors()
+def _run_errors(graph: Graph) -> tuple:
+    """What ``graph``'s runtime raises for a graph it cannot load or run (anything else is a bug, and
+    propagates); asking the graph's dialect keeps an ONNX check free of TensorFlow's import."""
+    return RUN_ERRORS + tuple(graph_dialect(graph).run_errors())
 
 
 def tf_error_line(e: BaseException) -> str:
@@ -216,11 +215,11 @@ class Reference:
                                                   f"({', '.join(a_names)})")]
             return report
         order = [b_names.index(n) for n in a_names] if sorted(a_names) == sorted(b_names) else list(range(len(a_names)))
-        errors = _run_errors()
+        errors = _run_errors(optimized)
         try:
             run_b = graph_dialect(optimized).runner(optimized, optimize=False)
         except errors as e:
-            report.outputs = [OutputCheck(n, ok=False, problem=f"optimized model cannot be loaded into TF: "
+            report.outputs = [OutputCheck(n, ok=False, problem=f"optimized model cannot be loaded: "
                                                                f"{tf_error_line(e)}") for n in a_names]
             return report
         results = [OutputCheck(n) for n in a_names]
@@ -257,7 +256,7 @@ def run_on_random_inputs(run, graph: Graph, *, shapes: Optional[dict] = None, ba
     from .shapes import format_shape, free_dims
 
     shapes = dict(shapes if shapes is not None else graph.meta.get("input_shapes") or {})
-    errors = _run_errors()
+    errors = _run_errors(graph)
     free = [p for p in graph.inputs if free_dims(p.value.shape.dims, shapes.get(p.name))]
     sizes = [dim] + [d for d in PROBE_SIZES if d > dim] if free else [dim]
     batch = dim if batch_size is None else batch_size
@@ -308,7 +307,7 @@ def reference_run(original: Graph, *, feeds_list: Optional[list[dict]] = None, s
     unknown = _unknown_ops(original)
     if unknown:
         raise CannotRunOriginal(f"cannot run the original model: this TensorFlow has no op {', '.join(unknown)}")
-    errors = _run_errors()
+    errors = _run_errors(original)
     try:
         run_a = graph_dialect(original).runner(original, optimize=False)
     except errors as e:
