@@ -44,7 +44,16 @@ def _bypass(graph: Graph, node: Node, src: Value) -> Optional[Value]:
 def identity(graph: Graph, node: Node):
     if not node.info.identity_like or not node.inputs or node.inputs[0] is None:
         return None
-    return _bypass(graph, node, node.inputs[0])
+    src, out = node.inputs[0], node.outputs[0]
+    if graph.is_output(out) and src.node is not None and not graph.is_output(src) and _same_type(src, out) \
+            and not graph.uses(out):
+        # An Identity that only names a graph output: the value it copies takes the output's name.
+        name = out.name
+        graph.replace_all_uses_with(out, src, outputs=True)
+        graph.remove_node(node, forward_control=False)
+        graph.set_value_name(src, name)
+        return True
+    return _bypass(graph, node, src)
 
 
 @rule(D, "Dropout")
@@ -91,10 +100,90 @@ def transpose(graph: Graph, node: Node):
     return True
 
 
+def _same_dims(a: Value, b: Value) -> bool:
+    """Equal shapes, at most one dim unknown (then, the element counts being equal, it is the same dim)."""
+    da, db = a.shape.dims, b.shape.dims
+    return da is not None and da == db and sum(d is None for d in da) <= 1
+
+
+def _as_reshape(x: Value, perm: list[int], out: Value) -> Optional[np.ndarray]:
+    """The Reshape target equal to Transpose(x, perm) when it moves only unit dims (the other dims keep their
+    order); unknown dims are copied in place (0) or inferred (-1, once)."""
+    dims = x.shape.dims
+    if dims is None or len(perm) != len(dims) or out.shape.dims is None:
+        return None
+    moved = [p for p in perm if dims[p] != 1]
+    if moved != sorted(moved):
+        return None
+    unknown = sum(d is None for d in dims)
+    target = []
+    for i, p in enumerate(perm):
+        d = dims[p]
+        if d is not None:
+            target.append(d)
+        elif unknown == 1:
+            target.append(-1)  # -1 rather than 0 lets the Reshape compose with a Reshape before it
+        elif p == i:
+            target.append(0)
+        else:
+            return None
+    if 0 in [d for d in dims if d is not None]:
+        return None  # a zero-sized dim: 0 in the target would copy, not mean zero
+    return np.array(target, np.int64)
+
+
+@rule(D, "Transpose")
+def transpose_of_unit_dims(graph: Graph, node: Node):
+    """A Transpose that only moves dims of size 1 is a Reshape (which composes with its neighbours)."""
+    x, out = node.inputs[0], node.outputs[0]
+    perm = _perm(node, x.shape.rank)
+    if perm is None or perm == list(range(len(perm))) or graph.is_output(out):
+        return None
+    target = _as_reshape(x, perm, out)
+    if target is None:
+        return None
+    from ..dialects.onnx import unique_value_name
+
+    shape = add_const(graph, target, node.name + "/shape", like=node)
+    r = graph.add_node("Reshape", [x, shape], {}, [out.type], domain=D, name=node.name + "/reshape",
+                       output_names=[unique_value_name(graph, out.name + "/reshape")])
+    return r.outputs[0]
+
+
+REDUCE_OPS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+              "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
+
+
+@rule(D, "Reshape")
+def reshape_of_reduce(graph: Graph, node: Node):
+    """Reshape(Reduce(x, keepdims=0)) back to the kept-dims shape is Reduce(x, keepdims=1)."""
+    x, out = node.inputs[0], node.outputs[0]
+    red = x.node if x.node is not None and x.node.domain == D and x.node.op_type in REDUCE_OPS else None
+    if red is None or red.attrs.get("keepdims", 1) or sole_use(graph, x) is None or graph.is_output(x):
+        return None
+    src = red.inputs[0]
+    if src.shape.dims is None or out.shape.rank != src.shape.rank:
+        return None
+    axes = red.attrs.get("axes")
+    if axes is None and len(red.inputs) > 1 and red.inputs[1] is not None:
+        a = const_array(red.inputs[1])
+        axes = None if a is None else a.reshape(-1).tolist()
+    if axes is None:
+        return None
+    r = src.shape.rank
+    axes = {int(a) % r for a in axes}
+    kept = [1 if i in axes else d for i, d in enumerate(src.shape.dims)]
+    if sum(d is None for d in kept) > 1 or list(out.shape.dims) != kept:
+        return None
+    graph.set_attr(red, "keepdims", 1)
+    graph.set_output_types(red, [out.type])
+    return x
+
+
 @rule(D, "Reshape")
 def reshape(graph: Graph, node: Node):
     x, out = node.inputs[0], node.outputs[0]
-    if x.shape.is_static and x.shape == out.shape:
+    if _same_dims(x, out):
         return _bypass(graph, node, x)
     inner = _producer(x, "Reshape")
     if inner is None:
@@ -122,7 +211,7 @@ def shape(graph: Graph, node: Node):
     return add_const(graph, np.array(dims[start:end], np.int64), node.name, like=node)
 
 
-SIMPLIFY = RuleSet([identity, dropout, transpose, reshape, shape])
+SIMPLIFY = RuleSet([identity, dropout, transpose, transpose_of_unit_dims, reshape_of_reduce, reshape, shape])
 
 
 @register_pass
