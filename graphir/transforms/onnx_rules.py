@@ -347,7 +347,40 @@ def matmul_add(graph: Graph, add: Node):
     return None
 
 
-FUSE = RuleSet([fold_batch_norm, matmul_add])
+@rule(D, "Gemm", "MatMul")
+def flatten_transpose(graph: Graph, mm: Node):
+    """Gemm/MatMul(Reshape(Transpose(x, [0, p...]), [N, K]), W) -> Gemm/MatMul(Reshape(x, [N, K]), W') with
+    W's rows permuted: the head of an NHWC CNN exported to NCHW reads the flattened features in NHWC order;
+    reading them in NCHW order with permuted weights saves the Transpose."""
+    a, w = mm.inputs[0], mm.inputs[1]
+    if mm.op_type == "Gemm" and (mm.attrs.get("transA", 0) or mm.attrs.get("transB", 0)):
+        return None
+    flat = _producer(a, "Reshape")
+    if flat is None or sole_use(graph, a) is None or graph.is_output(a):
+        return None
+    t = _producer(flat.inputs[0], "Transpose")
+    wa = const_array(w)
+    if t is None or wa is None or wa.ndim != 2 or sole_use(graph, flat.inputs[0]) is None:
+        return None
+    x = t.inputs[0]
+    perm = _perm(t, x.shape.rank)
+    dims = x.shape.dims
+    if perm is None or perm[0] != 0 or dims is None or any(d is None for d in dims[1:]) or a.shape.rank != 2:
+        return None
+    k = int(np.prod(dims[1:]))
+    if a.shape.dims[1] != k or wa.shape[0] != k:
+        return None
+    # Rows of W are indexed by the transposed (permuted) feature layout; reorder them to x's own layout.
+    tdims = [dims[p] for p in perm[1:]]
+    inv = np.argsort(perm[1:])
+    w2 = wa.reshape(*tdims, -1).transpose(*inv, len(tdims)).reshape(k, -1)
+    graph.set_input(flat, 0, x)
+    remove_dead(graph, [t])
+    graph.set_input(mm, 1, add_const(graph, np.ascontiguousarray(w2), mm.name + "/W", like=mm))
+    return True
+
+
+FUSE = RuleSet([fold_batch_norm, matmul_add, flatten_transpose])
 
 
 @register_pass

@@ -66,7 +66,10 @@ def test_keras_grouped_convs_are_inlined(keras_graph):
 def test_bf16(keras_graph):
     out, _ = apply(InlineGroupedConv(onednn="true"), keras_graph)
     om = assert_bf16_close(keras_graph, out)
-    assert any(n.op_type == "DepthwiseConv2dNative" and n.attrs["T"].name == "bf16" for n in om.ir.nodes())
+    # Both depthwise convs (the dilated one too, once its space-to-batch form is canonicalized) run in bf16.
+    dw = [n for n in om.ir.nodes() if "DepthwiseConv2dNative" in n.op_type]
+    assert len(dw) == 2 and all(n.attrs["T"].name == "bf16" for n in dw)
+    assert "SpaceToBatchND" not in om.ir.op_histogram()
 
 
 def test_depthwise_the_eigen_kernel_cannot_run_becomes_groups():
