@@ -43,7 +43,8 @@ def test_fp32_pipeline_on_a_cnn():
 
 def test_default_pipeline_is_the_onnx_one():
     res = graphir.compile(M.cnn())
-    assert res.report["pipeline"] == "strip-unused,onnx-simplify,fold-constants,onnx-simplify,onnx-fuse,cse,dce"
+    assert res.report["pipeline"] == ("strip-unused,onnx-simplify,fold-constants{max_bytes=1073741824, "
+                                      "max_expand_bytes=1073741824},onnx-simplify,onnx-fuse,cse,dce")
 
 
 def test_bf16_is_refused():
@@ -146,3 +147,22 @@ def test_verifier_checks_types_against_the_schemas():
     mm.type = mm.type.with_dtype(graphir.DType.get("f16"))
     with pytest.raises(VerificationError, match=r"'fc_bias' \(onnx.Add\): input 1 \(FB\) is f32, expected f16"):
         g.verify()
+
+
+def test_large_constant_of_shape_weights_fold_then_batch_norm_folds():
+    """ONNX folds constants up to 1 GiB whatever op made them: a 1.2 MB ConstantOfShape weight becomes an
+    initializer (the TF pipeline's 1 MB expansion cap does not apply), so the BatchNormalization after the
+    Conv folds into it."""
+    rng = np.random.default_rng(1)
+    c = 256
+    shp = nh.from_array(np.array([c, 128, 3, 3], np.int64), "wshape")
+    bn = [nh.from_array(a.astype(np.float32), n) for a, n in
+          ((rng.uniform(0.5, 2, c), "g"), (rng.standard_normal(c), "b"), (rng.standard_normal(c), "m"),
+           (rng.uniform(0.5, 2, c), "v"))]
+    m = model([h.make_node("ConstantOfShape", ["wshape"], ["W"],
+                           value=nh.from_array(np.array([0.01], np.float32))),
+               h.make_node("Conv", ["X", "W"], ["c"], pads=[1, 1, 1, 1]),
+               h.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["Y"])],
+              [("X", TP.FLOAT, [1, 128, 4, 4])], [("Y", TP.FLOAT, [1, c, 4, 4])], [shp, *bn])
+    g = compile_checked(m)
+    assert g.op_histogram() == {"Conv": 1}
