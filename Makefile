@@ -12,8 +12,11 @@ PYTEST_ARGS ?=
 VENV_INC ?= .venv-inc
 # OpenVINO, another rival there, reads the frozen .pb itself and needs no TF: its own venv keeps its pins apart.
 VENV_OV ?= .venv-ov
+# onnx-simplifier and onnxscript's optimizer, the rivals in benchmarks/onnx_optimizers.py, are not graphir
+# dependencies: they run in a subprocess from their own venv.
+VENV_ONNXOPT ?= .venv-onnxopt
 
-.PHONY: all demo test test-fast bench bench-compile bench-bf16 fuzz bench-onnx clean
+.PHONY: all demo test test-fast bench bench-compile bench-bf16 fuzz bench-onnx bench-onnxopt clean
 
 all: test
 
@@ -44,6 +47,12 @@ $(VENV_OV)/.installed:
 	$(VENV_OV)/bin/python -m pip install -q 'openvino==2026.4.1' numpy
 	@touch $@
 
+$(VENV_ONNXOPT)/.installed:
+	@test -x $(VENV_ONNXOPT)/bin/python || $(PYTHON_BOOT) -m venv $(VENV_ONNXOPT)
+	$(VENV_ONNXOPT)/bin/python -m pip install -q --upgrade pip
+	$(VENV_ONNXOPT)/bin/python -m pip install -q 'onnxsim==0.8.1' 'onnxscript==0.7.2' onnxruntime
+	@touch $@
+
 bench: bench-compile bench-bf16
 
 bench-compile: $(VENV)/.installed
@@ -60,6 +69,11 @@ fuzz: $(VENV)/.installed
 
 bench-onnx: $(VENV)/.installed
 	$(PY) benchmarks/onnx_node_tests.py --failures-only
+
+# graphir's ONNX optimization against onnx-simplifier and onnxscript: make bench-onnxopt [EXTRA=dir]
+bench-onnxopt: $(VENV)/.installed $(VENV_ONNXOPT)/.installed
+	$(PY) benchmarks/onnx_optimizers.py --markdown --rivals-python $(VENV_ONNXOPT)/bin/python \
+		$(if $(EXTRA),--extra $(EXTRA))
 
 clean:
 	rm -rf out build dist graphir_workspace nc_workspace *.egg-info .pytest_cache .graphir-cache
