@@ -176,62 +176,128 @@ def _absorb(graph: Graph, last: Node, op: str, inputs: list, attrs: dict, meta_f
     remove_dead(graph, old_ins)
 
 
-@rule(D, "BatchNormalization")
-def fold_batch_norm(graph: Graph, bn: Node):
-    x = bn.inputs[0]
-    lin = x.node if x.node is not None and x.node.domain == D else None
-    if lin is None or lin.op_type not in ("Conv", "Gemm", "MatMul") or not _float(x):
+def _const_operand(v: Optional[Value], rank: int, size: int) -> Optional[np.ndarray]:
+    """``v``'s value, flat, when it is a constant with one value per channel of a rank-``rank`` result
+    with ``size`` channels (axis 1): after broadcasting's left padding every other dim is 1."""
+    c = const_array(v)
+    if c is None or c.ndim > rank:
         return None
-    if sole_use(graph, x) is None or x.shape.rank is None or x.shape.rank < 2:
+    dims = (1,) * (rank - c.ndim) + c.shape
+    if any(d != 1 for i, d in enumerate(dims) if i != 1) or dims[1] not in (1, size):
         return None
-    p = _bn_params(graph, bn)
-    if p is None:
+    return c.reshape(-1)
+
+
+def _fold_affine(graph: Graph, lin: Node, last: Node, s: np.ndarray, t: np.ndarray):
+    """Make ``last`` compute ``lin``'s result times ``s`` plus ``t`` per channel (axis 1), by rescaling
+    ``lin``'s constant parameters: Conv (weights and bias), Gemm (B and C), a 2-D MatMul (as a Gemm) or
+    an inference BatchNormalization (scale and bias). ``last`` keeps its name and output."""
+    y = lin.outputs[0]
+    if sole_use(graph, y) is None or not _float(y) or y.shape.rank is None or y.shape.rank < 2:
         return None
-    s, shift = p
-    w = const_array(lin.inputs[1])
+    n = y.shape.dims[1]
+    if n is None or s.size not in (1, n) or t.size not in (1, n):
+        return None
+    s = np.broadcast_to(s.astype(np.float64), (n,))
+    t = np.broadcast_to(t.astype(np.float64), (n,))
+    if lin.op_type == "BatchNormalization":
+        if len(lin.inputs) != 5 or lin.attrs.get("training_mode", 0) or any(graph.has_uses(v) for v in lin.outputs[1:]):
+            return None
+        gamma, beta = const_array(lin.inputs[1]), const_array(lin.inputs[2])
+        if gamma is None or beta is None or gamma.size != n or beta.size != n:
+            return None
+        dt = gamma.dtype
+        ins = [lin.inputs[0], add_const(graph, (gamma.astype(np.float64) * s).astype(dt), lin.name + "/scale", like=lin),
+               add_const(graph, (beta.astype(np.float64) * s + t).astype(dt), lin.name + "/bias", like=lin),
+               lin.inputs[3], lin.inputs[4]]
+        _absorb(graph, last, "BatchNormalization", ins, dict(lin.attrs), lin)
+        return True
+    w = const_array(lin.inputs[1]) if len(lin.inputs) > 1 else None
     if w is None:
         return None
     dt = w.dtype
     if lin.op_type == "Conv":
-        if w.shape[0] != s.size:
+        if w.shape[0] != n:
             return None
-        b = const_array(lin.inputs[2]) if len(lin.inputs) > 2 and lin.inputs[2] is not None else np.zeros(s.size)
+        b = const_array(lin.inputs[2]) if len(lin.inputs) > 2 and lin.inputs[2] is not None else np.zeros(n)
         if b is None:
             return None
         w2 = w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))
-        b2 = b.astype(np.float64) * s + shift
+        b2 = b.astype(np.float64) * s + t
         ins = [lin.inputs[0], add_const(graph, w2.astype(dt), lin.name + "/W", like=lin),
                add_const(graph, b2.astype(dt), lin.name + "/B", like=lin)]
-        _absorb(graph, bn, "Conv", ins, dict(lin.attrs), lin)
+        _absorb(graph, last, "Conv", ins, dict(lin.attrs), lin)
         return True
-    if x.shape.rank != 2 or w.ndim != 2:
-        return None  # BatchNormalization's channel axis 1 is the matmul's output axis only in 2-D
+    if y.shape.rank != 2 or w.ndim != 2:
+        return None  # the channel axis 1 is the matmul's output axis only in 2-D
     if lin.op_type == "Gemm":
         trans_b = bool(lin.attrs.get("transB", 0))
-        if (w.shape[0] if trans_b else w.shape[1]) != s.size:
+        if (w.shape[0] if trans_b else w.shape[1]) != n:
             return None
         alpha, beta = float(lin.attrs.get("alpha", 1.0)), float(lin.attrs.get("beta", 1.0))
         c = lin.inputs[2] if len(lin.inputs) > 2 else None
         c_arr = np.zeros(()) if c is None else const_array(c)
         # Only a C that is the same for every row (scalar, (N,), (1, N)) folds into a per-channel shift.
         if c_arr is None or c_arr.ndim > 2 or (c_arr.ndim == 2 and c_arr.shape[0] != 1) \
-                or c_arr.size not in (1, s.size):
+                or c_arr.size not in (1, n):
             return None
         w2 = w.astype(np.float64) * (s.reshape(-1, 1) if trans_b else s.reshape(1, -1))
-        c2 = beta * np.broadcast_to(c_arr.astype(np.float64).reshape(-1), (s.size,)) * s + shift
+        c2 = beta * np.broadcast_to(c_arr.astype(np.float64).reshape(-1), (n,)) * s + t
         attrs = dict(lin.attrs)
         attrs["alpha"], attrs["beta"] = alpha, 1.0
         ins = [lin.inputs[0], add_const(graph, w2.astype(dt), lin.name + "/B", like=lin),
                add_const(graph, c2.astype(dt), lin.name + "/C", like=lin)]
-        _absorb(graph, bn, "Gemm", ins, attrs, lin)
+        _absorb(graph, last, "Gemm", ins, attrs, lin)
         return True
-    # MatMul (A 2-D): a Gemm carries the shift as its C.
-    if w.shape[1] != s.size:
+    if lin.op_type != "MatMul" or w.shape[1] != n or lin.inputs[0].shape.rank != 2:
         return None
+    # MatMul (A 2-D): a Gemm carries the shift as its C.
     ins = [lin.inputs[0], add_const(graph, (w.astype(np.float64) * s).astype(dt), lin.name + "/B", like=lin),
-           add_const(graph, shift.astype(dt), lin.name + "/C", like=lin)]
-    _absorb(graph, bn, "Gemm", ins, {}, None)
+           add_const(graph, t.astype(dt), lin.name + "/C", like=lin)]
+    _absorb(graph, last, "Gemm", ins, {}, None)
     return True
+
+
+_AFFINE_HOSTS = ("Conv", "Gemm", "MatMul", "BatchNormalization")
+
+
+@rule(D, "BatchNormalization")
+def fold_batch_norm(graph: Graph, bn: Node):
+    x = bn.inputs[0]
+    lin = x.node if x.node is not None and x.node.domain == D else None
+    if lin is None or lin.op_type not in _AFFINE_HOSTS or not _float(x):
+        return None
+    p = _bn_params(graph, bn)
+    if p is None:
+        return None
+    return _fold_affine(graph, lin, bn, *p)
+
+
+@rule(D, "Mul", "Add", "Sub", "Div")
+def fold_scale_shift(graph: Graph, node: Node):
+    """``lin(...) * c``, ``+ c``, ``- c`` or ``/ c`` with a per-channel constant ``c``, where ``lin`` is
+    an affine host: one ``lin`` with rescaled parameters."""
+    y = node.outputs[0]
+    if y.shape.rank is None or y.shape.rank < 2 or y.shape.dims[1] is None:
+        return None
+    n = y.shape.dims[1]
+    op = node.op_type
+    for i in ((0, 1) if op in ("Mul", "Add") else (0,)):
+        x = node.inputs[i]
+        lin = x.node if x is not None and x.node is not None and x.node.domain == D else None
+        if lin is None or lin.op_type not in _AFFINE_HOSTS or not _same_type(x, y):
+            continue
+        c = _const_operand(node.inputs[1 - i], y.shape.rank, n)
+        if c is None or c.dtype != x.dtype.np:
+            continue
+        c = c.astype(np.float64)
+        if op == "Div" and not np.all(c != 0):
+            continue
+        one, zero = np.ones(1), np.zeros(1)
+        s, t = {"Mul": (c, zero), "Add": (one, c), "Sub": (one, -c)}.get(op) or (1.0 / c, zero)
+        if _fold_affine(graph, lin, node, s, t):
+            return True
+    return None
 
 
 @rule(D, "Add")
@@ -258,7 +324,7 @@ def matmul_add(graph: Graph, add: Node):
     return None
 
 
-FUSE = RuleSet([fold_batch_norm, matmul_add])
+FUSE = RuleSet([fold_batch_norm, matmul_add, fold_scale_shift])
 
 
 @register_pass
