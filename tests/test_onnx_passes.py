@@ -166,3 +166,31 @@ def test_large_constant_of_shape_weights_fold_then_batch_norm_folds():
               [("X", TP.FLOAT, [1, 128, 4, 4])], [("Y", TP.FLOAT, [1, c, 4, 4])], [shp, *bn])
     g = compile_checked(m)
     assert g.op_histogram() == {"Conv": 1}
+
+
+def test_per_channel_scale_and_shift_fold_into_their_producer():
+    """Conv * s + t, Gemm - t / s, BatchNormalization * s + t (the affine tail Caffe2 exports write as
+    separate ops) each become one node; a constant varying along the width does not fold."""
+    rng = np.random.default_rng(2)
+
+    def init(name, *shape, lo=None):
+        a = rng.uniform(lo, 2, shape) if lo is not None else rng.standard_normal(shape)
+        return nh.from_array(a.astype(np.float32), name)
+
+    inits = [init("W", 4, 3, 3, 3), init("Bc", 4), init("s", 1, 4, 1, 1), init("t", 4, 1, 1),
+             init("GB", 5, 6), init("GC", 6), init("t2", 6), init("s2", 1, 6, lo=0.5),
+             init("g", 3, lo=0.5), init("b", 3), init("m", 3), init("v", 3, lo=0.5),
+             init("s3", 3, 1, 1), init("t3", 1, 3, 1, 1), init("wide", 1, 1, 1, 6)]
+    m = model([h.make_node("Conv", ["X", "W", "Bc"], ["c"], pads=[1, 1, 1, 1]),
+               h.make_node("Mul", ["c", "s"], ["cm"]), h.make_node("Add", ["t", "cm"], ["Y"]),
+               h.make_node("Gemm", ["A", "GB", "GC"], ["gm"], alpha=0.5),
+               h.make_node("Sub", ["gm", "t2"], ["gs"]), h.make_node("Div", ["gs", "s2"], ["G"]),
+               h.make_node("BatchNormalization", ["X", "g", "b", "m", "v"], ["bn"]),
+               h.make_node("Mul", ["s3", "bn"], ["bm"]), h.make_node("Add", ["bm", "t3"], ["bo"]),
+               h.make_node("Mul", ["bo", "wide"], ["B"])],
+              [("X", TP.FLOAT, ["N", 3, 6, 6]), ("A", TP.FLOAT, [2, 5])],
+              [("Y", TP.FLOAT, ["N", 4, 6, 6]), ("G", TP.FLOAT, [2, 6]), ("B", TP.FLOAT, ["N", 3, 6, 6])], inits)
+    g = compile_checked(m)
+    assert g.op_histogram() == {"Conv": 1, "Gemm": 1, "BatchNormalization": 1, "Mul": 1}
+    assert g.node("Y").op_type == "Conv" and g.node("G").op_type == "Gemm"
+    assert g.node("B").op_type == "Mul" and g.node("B").inputs[0].node.op_type == "BatchNormalization"
