@@ -198,6 +198,7 @@ def _fold_affine(graph: Graph, lin: Node, last: Node, s: np.ndarray, t: np.ndarr
     n = y.shape.dims[1]
     if n is None or s.size not in (1, n) or t.size not in (1, n):
         return None
+    unit = bool(np.all(s == 1))
     s = np.broadcast_to(s.astype(np.float64), (n,))
     t = np.broadcast_to(t.astype(np.float64), (n,))
     if lin.op_type == "BatchNormalization":
@@ -222,10 +223,12 @@ def _fold_affine(graph: Graph, lin: Node, last: Node, s: np.ndarray, t: np.ndarr
         b = const_array(lin.inputs[2]) if len(lin.inputs) > 2 and lin.inputs[2] is not None else np.zeros(n)
         if b is None:
             return None
-        w2 = w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))
         b2 = b.astype(np.float64) * s + t
-        ins = [lin.inputs[0], add_const(graph, w2.astype(dt), lin.name + "/W", like=lin),
-               add_const(graph, b2.astype(dt), lin.name + "/B", like=lin)]
+        # A shift alone (an Add) leaves the weights as they are: no copy of them.
+        w2 = lin.inputs[1] if unit else add_const(
+            graph, (w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(dt), lin.name + "/W",
+            like=lin)
+        ins = [lin.inputs[0], w2, add_const(graph, b2.astype(dt), lin.name + "/B", like=lin)]
         _absorb(graph, last, "Conv", ins, dict(lin.attrs), lin)
         return True
     if y.shape.rank != 2 or w.ndim != 2:
@@ -241,19 +244,20 @@ def _fold_affine(graph: Graph, lin: Node, last: Node, s: np.ndarray, t: np.ndarr
         if c_arr is None or c_arr.ndim > 2 or (c_arr.ndim == 2 and c_arr.shape[0] != 1) \
                 or c_arr.size not in (1, n):
             return None
-        w2 = w.astype(np.float64) * (s.reshape(-1, 1) if trans_b else s.reshape(1, -1))
         c2 = beta * np.broadcast_to(c_arr.astype(np.float64).reshape(-1), (n,)) * s + t
         attrs = dict(lin.attrs)
         attrs["alpha"], attrs["beta"] = alpha, 1.0
-        ins = [lin.inputs[0], add_const(graph, w2.astype(dt), lin.name + "/B", like=lin),
-               add_const(graph, c2.astype(dt), lin.name + "/C", like=lin)]
+        w2 = lin.inputs[1] if unit else add_const(
+            graph, (w.astype(np.float64) * (s.reshape(-1, 1) if trans_b else s.reshape(1, -1))).astype(dt),
+            lin.name + "/B", like=lin)
+        ins = [lin.inputs[0], w2, add_const(graph, c2.astype(dt), lin.name + "/C", like=lin)]
         _absorb(graph, last, "Gemm", ins, attrs, lin)
         return True
     if lin.op_type != "MatMul" or w.shape[1] != n or lin.inputs[0].shape.rank != 2:
         return None
     # MatMul (A 2-D): a Gemm carries the shift as its C.
-    ins = [lin.inputs[0], add_const(graph, (w.astype(np.float64) * s).astype(dt), lin.name + "/B", like=lin),
-           add_const(graph, t.astype(dt), lin.name + "/C", like=lin)]
+    w2 = lin.inputs[1] if unit else add_const(graph, (w.astype(np.float64) * s).astype(dt), lin.name + "/B", like=lin)
+    ins = [lin.inputs[0], w2, add_const(graph, t.astype(dt), lin.name + "/C", like=lin)]
     _absorb(graph, last, "Gemm", ins, {}, None)
     return True
 
