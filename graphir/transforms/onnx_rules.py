@@ -44,7 +44,18 @@ def _bypass(graph: Graph, node: Node, src: Value) -> Optional[Value]:
 def identity(graph: Graph, node: Node):
     if not node.info.identity_like or not node.inputs or node.inputs[0] is None:
         return None
-    return _bypass(graph, node, node.inputs[0])
+    src, out = node.inputs[0], node.outputs[0]
+    if graph.is_output(out) and src.node is not None and _same_type(src, out) and sole_use(graph, src) \
+            and not node.control_inputs and not graph.control_users(node) \
+            and not any(p.value is out for p in graph.inputs):
+        # An Identity that only renames a value to a graph output's name: the producer's value takes the
+        # name instead (readers of a graph value see the same tensor).
+        name = out.name
+        graph.replace_all_uses_with(out, src, outputs=True)
+        graph.remove_node(node, forward_control=False)
+        src._name = name
+        return True
+    return _bypass(graph, node, src)
 
 
 @rule(D, "Dropout")
@@ -91,10 +102,138 @@ def transpose(graph: Graph, node: Node):
     return True
 
 
+# Shape arithmetic: the int64 1-D values Shape -> Cast/Slice/Gather/Squeeze/Unsqueeze/Concat compute,
+# element by element, each a known int or (value, axis) for a dim only known at run time.
+_SHAPE_OPS = ("Shape", "Cast", "Slice", "Gather", "Squeeze", "Unsqueeze", "Concat")
+
+
+def shape_elements(v: Optional[Value], depth: int = 12):
+    """``v``'s elements as a list (a rank-0 ``v`` as a 1-list, flagged by the second result) when ``v`` is
+    a constant or shape arithmetic on them, else None."""
+    if v is None or depth == 0 or v.dtype.name not in ("i64", "i32") or v.shape.rank not in (0, 1):
+        return None
+    c = const_array(v)
+    if c is not None:
+        return [int(e) for e in c.reshape(-1)], c.ndim == 0
+    n = v.node
+    if n is None or n.domain != D or n.op_type not in _SHAPE_OPS or v.index != 0:
+        return None
+    op, ins = n.op_type, n.inputs
+    if op == "Shape":
+        x = ins[0]
+        if x.shape.rank is None:
+            return None
+        r = x.shape.rank
+        start, end = int(n.attrs.get("start", 0)), n.attrs.get("end")
+        start = min(max(start + r if start < 0 else start, 0), r)
+        end = r if end is None else int(end)
+        end = min(max(end + r if end < 0 else end, 0), r)
+        return [d if d is not None else (x, i) for i, d in zip(range(start, end), x.shape.dims[start:end])], False
+    first = shape_elements(ins[0], depth - 1)
+    if first is None:
+        return None
+    els, scalar = first
+    if op == "Cast":
+        return (els, scalar) if v.dtype.name in ("i64", "i32") else None
+    if op == "Concat":
+        out = list(els)
+        for w in ins[1:]:
+            e = shape_elements(w, depth - 1)
+            if e is None or e[1]:
+                return None
+            out += e[0]
+        return out, False
+    if op == "Squeeze":
+        return (els, True) if len(els) == 1 and not scalar else None
+    if op == "Unsqueeze":
+        return (els, False) if scalar else None
+    rest = [const_array(w) if w is not None else None for w in ins[1:]]
+    if any(r is None for r, w in zip(rest, ins[1:]) if w is not None) or scalar:
+        return None
+    if op == "Gather":
+        if int(n.attrs.get("axis", 0)) != 0 or rest[0].ndim > 1:
+            return None
+        idx = [int(i) for i in rest[0].reshape(-1)]
+        if any(not -len(els) <= i < len(els) for i in idx):
+            return None
+        return [els[i] for i in idx], rest[0].ndim == 0
+    # Slice on axis 0 with constant starts / ends (/ axes / steps)
+    starts, ends = rest[0], rest[1]
+    axes = rest[2] if len(rest) > 2 and rest[2] is not None else np.zeros(1, np.int64)
+    steps = rest[3] if len(rest) > 3 and rest[3] is not None else np.ones(1, np.int64)
+    if starts.size != 1 or ends.size != 1 or axes.size != 1 or int(axes.reshape(-1)[0]) not in (0, -1) \
+            or steps.size != 1 or int(steps.reshape(-1)[0]) == 0:
+        return None
+    lim = np.iinfo(np.int64)
+    clamp = (lambda i: min(max(i, lim.min // 2), lim.max // 2))
+    sl = slice(clamp(int(starts.reshape(-1)[0])), clamp(int(ends.reshape(-1)[0])), int(steps.reshape(-1)[0]))
+    return els[sl], False
+
+
+@rule(D, *_SHAPE_OPS[1:])
+def fold_shape_arithmetic(graph: Graph, node: Node):
+    """Shape arithmetic whose every element is known (dims static where it reads them) is a constant."""
+    out = node.outputs[0]
+    if len(node.outputs) != 1 or graph.is_output(out) or const_array(out) is not None:
+        return None
+    if not any(w is not None and w.node is not None and w.node.op_type in _SHAPE_OPS for w in node.inputs):
+        return None  # constants only: fold-constants' work
+    e = shape_elements(out)
+    if e is None or not all(isinstance(x, int) for x in e[0]):
+        return None
+    a = np.array(e[0], out.dtype.np)
+    return add_const(graph, a.reshape(()) if e[1] else a, node.name, like=node)
+
+
+def _reshape_target(node: Node) -> Optional[list[int]]:
+    """The Reshape's target as constants when its shape is shape arithmetic whose unknown elements are
+    the data input's own dim at the same position (written 0: copy) or one other dim (written -1)."""
+    x, shp = node.inputs[0], node.inputs[1]
+    e = shape_elements(shp)
+    if e is None or e[1]:
+        return None
+    allowzero = bool(node.attrs.get("allowzero", 0))
+    target, unknown = [], 0
+    for pos, el in enumerate(e[0]):
+        if isinstance(el, int):
+            if el == 0 and not allowzero:
+                return None  # keep the meaning of a literal 0 simple: leave such shapes alone
+            target.append(el)
+        elif el[0] is x and el[1] == pos and not allowzero:
+            target.append(0)
+        else:
+            target.append(None)
+            unknown += 1
+    # -1 is inferred from the other dims: not when a copied dim (0) may be 0 at run time.
+    if unknown > 1 or (unknown == 1 and (-1 in target or 0 in target)):
+        return None
+    return [-1 if t is None else t for t in target]
+
+
+def _is_identity_reshape(x: Value, target: list[int], allowzero: bool) -> bool:
+    """Reshape(x, target) gives x's own shape: same rank, every entry equal to x's known dim there (or 0,
+    a copy), at most one -1 with every other entry matched."""
+    dims = x.shape.dims
+    if dims is None or len(dims) != len(target) or target.count(-1) > 1:
+        return False
+    return all(t == -1 or (t == 0 and not allowzero) or (d is not None and t == d) for t, d in zip(target, dims))
+
+
 @rule(D, "Reshape")
 def reshape(graph: Graph, node: Node):
     x, out = node.inputs[0], node.outputs[0]
     if x.shape.is_static and x.shape == out.shape:
+        return _bypass(graph, node, x)
+    allowzero = bool(node.attrs.get("allowzero", 0))
+    if const_array(node.inputs[1]) is None:
+        target = _reshape_target(node)
+        if target is not None:
+            old = node.inputs[1].node
+            graph.set_input(node, 1, add_const(graph, np.array(target, np.int64), node.name + "/shape", like=node))
+            remove_dead(graph, [old])
+            return True
+    shp = const_array(node.inputs[1])
+    if shp is not None and _same_type(x, out) and _is_identity_reshape(x, [int(t) for t in shp.reshape(-1)], allowzero):
         return _bypass(graph, node, x)
     inner = _producer(x, "Reshape")
     if inner is None:
@@ -122,7 +261,7 @@ def shape(graph: Graph, node: Node):
     return add_const(graph, np.array(dims[start:end], np.int64), node.name, like=node)
 
 
-SIMPLIFY = RuleSet([identity, dropout, transpose, reshape, shape])
+SIMPLIFY = RuleSet([identity, dropout, transpose, reshape, shape, fold_shape_arithmetic])
 
 
 @register_pass
