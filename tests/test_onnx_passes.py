@@ -194,3 +194,36 @@ def test_per_channel_scale_and_shift_fold_into_their_producer():
     assert g.op_histogram() == {"Conv": 1, "Gemm": 1, "BatchNormalization": 1, "Mul": 1}
     assert g.node("Y").op_type == "Conv" and g.node("G").op_type == "Gemm"
     assert g.node("B").op_type == "Mul" and g.node("B").inputs[0].node.op_type == "BatchNormalization"
+
+
+def test_export_shape_arithmetic_pads_and_output_identity():
+    """What TF->ONNX exporters write: Reshape(x, [Shape(x)[0], 1, 1, C]) with a dynamic batch (cast to
+    int32 and back), a zero Pad before a Conv, an Identity naming the output. One Conv, one Reshape with
+    a constant shape, the output named as before, same outputs on ORT at another batch size too."""
+    rng = np.random.default_rng(3)
+    i64 = lambda n, v: nh.from_array(np.array(v, np.int64), n)  # noqa: E731
+    inits = [nh.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "W"),
+             i64("P", [0, 0, 1, 1, 0, 0, 1, 1]), i64("zero", [0]), i64("one", [1]), i64("c", [1, 1, 4])]
+    m = model([h.make_node("Pad", ["X", "P"], ["p"]),
+               h.make_node("Conv", ["p", "W"], ["c1"]),
+               h.make_node("GlobalAveragePool", ["c1"], ["gap"]),
+               h.make_node("Flatten", ["gap"], ["f"]),
+               h.make_node("Shape", ["f"], ["s"]), h.make_node("Cast", ["s"], ["s32"], to=TP.INT32),
+               h.make_node("Slice", ["s32", "zero", "one"], ["b32"]),
+               h.make_node("Cast", ["b32"], ["b"], to=TP.INT64),
+               h.make_node("Concat", ["b", "c"], ["t"], axis=0),
+               h.make_node("Reshape", ["f", "t"], ["r"]),
+               h.make_node("Identity", ["r"], ["Y"])],
+              [("X", TP.FLOAT, ["N", 3, 6, 6])], [("Y", TP.FLOAT, ["N", 1, 1, 4])], inits)
+    g = compile_checked(m)
+    assert g.op_histogram() == {"Conv": 1, "GlobalAveragePool": 1, "Flatten": 1, "Reshape": 1}
+    np.testing.assert_array_equal(g.node("r").inputs[1].const.numpy(), [0, 1, 1, 4])
+    assert g.node("c1").attrs["pads"] == [1, 1, 1, 1]
+    assert [p.name for p in g.outputs] == ["Y"] and to_model(g).graph.output[0].name == "Y"
+    assert [n.op_type for n in to_model(g).graph.node][-1] == "Reshape"
+    import onnxruntime as ort
+
+    x = rng.standard_normal((3, 3, 6, 6)).astype(np.float32)
+    want = ort.InferenceSession(m.SerializeToString()).run(None, {"X": x})[0]
+    got = ort.InferenceSession(to_model(g).SerializeToString()).run(None, {"X": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

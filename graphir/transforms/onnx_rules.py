@@ -1,10 +1,16 @@
 """onnx-simplify and onnx-fuse: rewrite rules for ONNX graphs, keyed by ("onnx", op type).
 
-onnx-simplify (canonicalize): identity-like ops (op data) and inference-mode Dropout are bypassed,
-consecutive Transposes compose (or vanish), a Reshape of a Reshape reads the first one's input, a Reshape
-to the shape its input already has vanishes, and ``Shape`` of a statically shaped tensor is a constant.
-onnx-fuse (optimize): an inference BatchNormalization after Conv / Gemm / MatMul with constant weights
-is folded into them, and MatMul + Add with a 2-D left operand becomes one Gemm.
+onnx-simplify (canonicalize): identity-like ops (op data) and inference-mode Dropout are bypassed (an
+Identity that only names a graph output hands the name to its producer), consecutive Transposes compose
+(or vanish), a Reshape of a Reshape reads the first one's input, a Reshape to the shape its input already
+has vanishes (dynamic dims matched by 0 or one -1), ``Shape`` of a statically shaped tensor is a
+constant, and so is shape arithmetic on it (Cast / Slice / Gather / Squeeze / Unsqueeze / Concat) where
+the dims it reads are static; a Reshape whose shape is computed from its own input's run-time dims gets a
+constant shape (0 copies the dim, one -1 stands for one other), and a zero Pad of the spatial dims
+before a Conv becomes the Conv's pads.
+onnx-fuse (optimize): an inference BatchNormalization, or a Mul / Add / Sub / Div by a per-channel
+constant, after Conv / Gemm / MatMul with constant weights or an inference BatchNormalization is folded
+into their parameters, and MatMul + Add with a 2-D left operand becomes one Gemm.
 
 Every rewrite keeps the name and value of the last node of its pattern (it is rewritten in place, or its
 readers read an equal value), so graph outputs keep their names; nodes left unread are removed.
@@ -261,7 +267,40 @@ def shape(graph: Graph, node: Node):
     return add_const(graph, np.array(dims[start:end], np.int64), node.name, like=node)
 
 
-SIMPLIFY = RuleSet([identity, dropout, transpose, reshape, shape, fold_shape_arithmetic])
+@rule(D, "Conv")
+def pad_into_conv(graph: Graph, conv: Node):
+    """Conv(Pad(x)) with a constant zero Pad of the spatial dims only: the Conv's own pads."""
+    pad = _producer(conv.inputs[0], "Pad")
+    if pad is None or sole_use(graph, pad.outputs[0]) is None or pad.attrs.get("mode", "constant") != "constant":
+        return None
+    if conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
+        return None
+    ins = pad.inputs
+    if len(ins) > 3 and ins[3] is not None:
+        return None  # Pad's axes (op set 18): left to the general case
+    pads = const_array(ins[1]) if len(ins) > 1 else None
+    if pads is None or (len(ins) > 2 and ins[2] is not None and not _zero(ins[2])):
+        return None
+    r = conv.inputs[0].shape.rank
+    pads = [int(p) for p in pads.reshape(-1)]
+    if r is None or len(pads) != 2 * r or any(p < 0 for p in pads) or any(pads[i] or pads[r + i] for i in (0, 1)):
+        return None
+    own = [int(p) for p in conv.attrs.get("pads", [0] * (2 * (r - 2)))]
+    if len(own) != 2 * (r - 2):
+        return None
+    new = [own[i] + pads[2 + i] for i in range(r - 2)] + [own[r - 2 + i] + pads[r + 2 + i] for i in range(r - 2)]
+    graph.set_input(conv, 0, ins[0])
+    graph.set_attr(conv, "pads", new)
+    remove_dead(graph, [pad])
+    return True
+
+
+def _zero(v: Value) -> bool:
+    c = const_array(v)
+    return c is not None and c.size == 1 and float(c.reshape(-1)[0]) == 0.0
+
+
+SIMPLIFY = RuleSet([identity, dropout, transpose, reshape, shape, fold_shape_arithmetic, pad_into_conv])
 
 
 @register_pass
@@ -269,8 +308,11 @@ SIMPLIFY = RuleSet([identity, dropout, transpose, reshape, shape, fold_shape_ari
 class ONNXSimplify(Pass):
     """After: no Identity (identity-like op) or inference-mode Dropout with an unread mask, no Transpose
     of a Transpose, no identity Transpose, no Reshape of a Reshape whose outer shape is constant without
-    copied (0) dims, no Reshape to its input's own static shape, and no Shape of a static shape remain,
-    except where the node's output is a graph output."""
+    copied (0) dims, no Reshape to its input's own shape, no Shape of a static shape and no shape
+    arithmetic with every element known remain, except where the node's output is a graph output (an
+    Identity naming a graph output remains only when its input has other readers or no producer); no
+    Reshape's shape is shape arithmetic on its input's own dims with at most one other unknown; no Conv
+    reads a constant zero Pad of only its spatial dims."""
 
     name = "onnx-simplify"
     phase = "canonicalize"
