@@ -37,14 +37,21 @@ def _fingerprint(t: Tensor):
     return np.ascontiguousarray(flat[::step]).tobytes() + np.ascontiguousarray(flat[-3:]).tobytes()
 
 
+def _on_disk(t: Tensor) -> bool:
+    enc = t.encoded
+    return enc is not None and enc[0] == "onnx" and getattr(enc[1], "data_location", 0) == 1  # EXTERNAL
+
+
 def _merge_initializers(graph: Graph) -> int:
     """Point the readers of initializers with equal contents at one of them (the first by name) and drop
-    the others. Initializers that are graph inputs (overridable) or outputs are left alone."""
+    the others. Initializers that are graph inputs (overridable) or outputs are left alone, and so are
+    those whose data is still in an external file (comparing would read the weights the frontend left on
+    disk)."""
     sig = {id(p.value) for p in graph.inputs} | {id(p.value) for p in graph.outputs}
     by_type: dict = {}
     for name in sorted(graph.initializers):
         v = graph.initializers[name]
-        if id(v) in sig or v.const is None or v.const.digest_only:
+        if id(v) in sig or v.const is None or v.const.digest_only or _on_disk(v.const):
             continue
         by_type.setdefault((v.const.dtype.name, v.const.shape.dims), []).append(v)
     merged = 0
