@@ -325,7 +325,7 @@ def main(argv=None) -> int:
             for t, res in got.items():
                 results[t] = res if t not in results else [_best(x, y) for x, y in zip(results[t], res)]
         for t in TOOLS:
-            for row, res, job in zip(rows, results[t], jobs[t]):
+            for row, res in zip(rows, results[t]):
                 row[t] = dict(res)
                 if res.get("error"):
                     row[t]["equal"] = "failed: " + res["error"]

@@ -170,9 +170,8 @@ def shape_elements(v: Optional[Value], depth: int = 12):
     if starts.size != 1 or ends.size != 1 or axes.size != 1 or int(axes.reshape(-1)[0]) not in (0, -1) \
             or steps.size != 1 or int(steps.reshape(-1)[0]) == 0:
         return None
-    lim = np.iinfo(np.int64)
-    clamp = (lambda i: min(max(i, lim.min // 2), lim.max // 2))
-    sl = slice(clamp(int(starts.reshape(-1)[0])), clamp(int(ends.reshape(-1)[0])), int(steps.reshape(-1)[0]))
+    # Python's slice clamps out-of-range starts and ends as ONNX's Slice does (INT64_MIN/MAX included).
+    sl = slice(int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0]), int(steps.reshape(-1)[0]))
     return els[sl], False
 
 
@@ -383,13 +382,15 @@ def _fold_affine(graph: Graph, lin: Node, last: Node, s: np.ndarray, t: np.ndarr
     s = np.broadcast_to(s.astype(np.float64), (n,))
     t = np.broadcast_to(t.astype(np.float64), (n,))
     if lin.op_type == "BatchNormalization":
-        if len(lin.inputs) != 5 or lin.attrs.get("training_mode", 0) or any(graph.has_uses(v) for v in lin.outputs[1:]):
+        if len(lin.inputs) != 5 or lin.attrs.get("training_mode", 0) \
+                or any(graph.has_uses(v) for v in lin.outputs[1:]):
             return None
         gamma, beta = const_array(lin.inputs[1]), const_array(lin.inputs[2])
         if gamma is None or beta is None or gamma.size != n or beta.size != n:
             return None
         dt = gamma.dtype
-        ins = [lin.inputs[0], add_const(graph, (gamma.astype(np.float64) * s).astype(dt), lin.name + "/scale", like=lin),
+        ins = [lin.inputs[0],
+               add_const(graph, (gamma.astype(np.float64) * s).astype(dt), lin.name + "/scale", like=lin),
                add_const(graph, (beta.astype(np.float64) * s + t).astype(dt), lin.name + "/bias", like=lin),
                lin.inputs[3], lin.inputs[4]]
         _absorb(graph, last, "BatchNormalization", ins, dict(lin.attrs), lin)
