@@ -15,7 +15,11 @@ VENV_OV ?= .venv-ov
 # tf2onnx, the rival of TF -> ONNX export in benchmarks/onnx_export.py, in its own venv (numpy 1.x, its own TF).
 VENV_TF2ONNX ?= .venv-tf2onnx
 
-.PHONY: all demo test test-fast bench bench-compile bench-bf16 fuzz bench-onnx bench-onnx-export clean
+# onnx-simplifier and onnxscript's optimizer, the rivals in benchmarks/onnx_optimizers.py, are not graphir
+# dependencies: they run in a subprocess from their own venv.
+VENV_ONNXOPT ?= .venv-onnxopt
+
+.PHONY: all demo test test-fast bench bench-compile bench-bf16 fuzz bench-onnx bench-onnx-export bench-onnxopt clean
 
 all: test
 
@@ -50,6 +54,11 @@ $(VENV_TF2ONNX)/.installed:
 	@test -x $(VENV_TF2ONNX)/bin/python || $(PYTHON_BOOT) -m venv $(VENV_TF2ONNX)
 	$(VENV_TF2ONNX)/bin/python -m pip install -q --upgrade pip
 	$(VENV_TF2ONNX)/bin/python -m pip install -q 'tf2onnx==1.17.0' 'numpy<2' 'tensorflow-cpu==2.21.0' onnxruntime
+
+$(VENV_ONNXOPT)/.installed:
+	@test -x $(VENV_ONNXOPT)/bin/python || $(PYTHON_BOOT) -m venv $(VENV_ONNXOPT)
+	$(VENV_ONNXOPT)/bin/python -m pip install -q --upgrade pip
+	$(VENV_ONNXOPT)/bin/python -m pip install -q 'onnxsim==0.8.1' 'onnxscript==0.7.2' onnxruntime
 	@touch $@
 
 bench: bench-compile bench-bf16
@@ -71,6 +80,11 @@ bench-onnx: $(VENV)/.installed
 
 bench-onnx-export: $(VENV)/.installed $(VENV_TF2ONNX)/.installed
 	$(PY) benchmarks/onnx_export.py --markdown
+
+# graphir's ONNX optimization against onnx-simplifier and onnxscript: make bench-onnxopt [EXTRA=dir]
+bench-onnxopt: $(VENV)/.installed $(VENV_ONNXOPT)/.installed
+	$(PY) benchmarks/onnx_optimizers.py --markdown --rivals-python $(VENV_ONNXOPT)/bin/python \
+		$(if $(EXTRA),--extra $(EXTRA))
 
 clean:
 	rm -rf out build dist graphir_workspace nc_workspace *.egg-info .pytest_cache .graphir-cache

@@ -43,8 +43,8 @@ def test_fp32_pipeline_on_a_cnn():
 
 def test_default_pipeline_is_the_onnx_one():
     res = graphir.compile(M.cnn())
-    assert res.report["pipeline"] == ("strip-unused,onnx-simplify,fold-constants,onnx-transpose-sink,onnx-simplify,"
-                                     "onnx-fuse,cse,dce")
+    assert res.report["pipeline"] == ("strip-unused,onnx-simplify,fold-constants{max_bytes=1073741824, "
+                                      "max_expand_bytes=1073741824},onnx-transpose-sink,onnx-simplify,onnx-fuse,cse,dce")
 
 
 def test_bf16_is_refused():
@@ -147,3 +147,83 @@ def test_verifier_checks_types_against_the_schemas():
     mm.type = mm.type.with_dtype(graphir.DType.get("f16"))
     with pytest.raises(VerificationError, match=r"'fc_bias' \(onnx.Add\): input 1 \(FB\) is f32, expected f16"):
         g.verify()
+
+
+def test_large_constant_of_shape_weights_fold_then_batch_norm_folds():
+    """ONNX folds constants up to 1 GiB whatever op made them: a 1.2 MB ConstantOfShape weight becomes an
+    initializer (the TF pipeline's 1 MB expansion cap does not apply), so the BatchNormalization after the
+    Conv folds into it."""
+    rng = np.random.default_rng(1)
+    c = 256
+    shp = nh.from_array(np.array([c, 128, 3, 3], np.int64), "wshape")
+    bn = [nh.from_array(a.astype(np.float32), n) for a, n in
+          ((rng.uniform(0.5, 2, c), "g"), (rng.standard_normal(c), "b"), (rng.standard_normal(c), "m"),
+           (rng.uniform(0.5, 2, c), "v"))]
+    m = model([h.make_node("ConstantOfShape", ["wshape"], ["W"],
+                           value=nh.from_array(np.array([0.01], np.float32))),
+               h.make_node("Conv", ["X", "W"], ["c"], pads=[1, 1, 1, 1]),
+               h.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["Y"])],
+              [("X", TP.FLOAT, [1, 128, 4, 4])], [("Y", TP.FLOAT, [1, c, 4, 4])], [shp, *bn])
+    g = compile_checked(m)
+    assert g.op_histogram() == {"Conv": 1}
+
+
+def test_per_channel_scale_and_shift_fold_into_their_producer():
+    """Conv * s + t, Gemm - t / s, BatchNormalization * s + t (the affine tail Caffe2 exports write as
+    separate ops) each become one node; a constant varying along the width does not fold."""
+    rng = np.random.default_rng(2)
+
+    def init(name, *shape, lo=None):
+        a = rng.uniform(lo, 2, shape) if lo is not None else rng.standard_normal(shape)
+        return nh.from_array(a.astype(np.float32), name)
+
+    inits = [init("W", 4, 3, 3, 3), init("Bc", 4), init("s", 1, 4, 1, 1), init("t", 4, 1, 1),
+             init("GB", 5, 6), init("GC", 6), init("t2", 6), init("s2", 1, 6, lo=0.5),
+             init("g", 3, lo=0.5), init("b", 3), init("m", 3), init("v", 3, lo=0.5),
+             init("s3", 3, 1, 1), init("t3", 1, 3, 1, 1), init("wide", 1, 1, 1, 6)]
+    m = model([h.make_node("Conv", ["X", "W", "Bc"], ["c"], pads=[1, 1, 1, 1]),
+               h.make_node("Mul", ["c", "s"], ["cm"]), h.make_node("Add", ["t", "cm"], ["Y"]),
+               h.make_node("Gemm", ["A", "GB", "GC"], ["gm"], alpha=0.5),
+               h.make_node("Sub", ["gm", "t2"], ["gs"]), h.make_node("Div", ["gs", "s2"], ["G"]),
+               h.make_node("BatchNormalization", ["X", "g", "b", "m", "v"], ["bn"]),
+               h.make_node("Mul", ["s3", "bn"], ["bm"]), h.make_node("Add", ["bm", "t3"], ["bo"]),
+               h.make_node("Mul", ["bo", "wide"], ["B"])],
+              [("X", TP.FLOAT, ["N", 3, 6, 6]), ("A", TP.FLOAT, [2, 5])],
+              [("Y", TP.FLOAT, ["N", 4, 6, 6]), ("G", TP.FLOAT, [2, 6]), ("B", TP.FLOAT, ["N", 3, 6, 6])], inits)
+    g = compile_checked(m)
+    assert g.op_histogram() == {"Conv": 1, "Gemm": 1, "BatchNormalization": 1, "Mul": 1}
+    assert g.node("Y").op_type == "Conv" and g.node("G").op_type == "Gemm"
+    assert g.node("B").op_type == "Mul" and g.node("B").inputs[0].node.op_type == "BatchNormalization"
+
+
+def test_export_shape_arithmetic_pads_and_output_identity():
+    """What TF->ONNX exporters write: Reshape(x, [Shape(x)[0], 1, 1, C]) with a dynamic batch (cast to
+    int32 and back), a zero Pad before a Conv, an Identity naming the output. One Conv, one Reshape with
+    a constant shape, the output named as before, same outputs on ORT at another batch size too."""
+    rng = np.random.default_rng(3)
+    i64 = lambda n, v: nh.from_array(np.array(v, np.int64), n)  # noqa: E731
+    inits = [nh.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "W"),
+             i64("P", [0, 0, 1, 1, 0, 0, 1, 1]), i64("zero", [0]), i64("one", [1]), i64("c", [1, 1, 4])]
+    m = model([h.make_node("Pad", ["X", "P"], ["p"]),
+               h.make_node("Conv", ["p", "W"], ["c1"]),
+               h.make_node("GlobalAveragePool", ["c1"], ["gap"]),
+               h.make_node("Flatten", ["gap"], ["f"]),
+               h.make_node("Shape", ["f"], ["s"]), h.make_node("Cast", ["s"], ["s32"], to=TP.INT32),
+               h.make_node("Slice", ["s32", "zero", "one"], ["b32"]),
+               h.make_node("Cast", ["b32"], ["b"], to=TP.INT64),
+               h.make_node("Concat", ["b", "c"], ["t"], axis=0),
+               h.make_node("Reshape", ["f", "t"], ["r"]),
+               h.make_node("Identity", ["r"], ["Y"])],
+              [("X", TP.FLOAT, ["N", 3, 6, 6])], [("Y", TP.FLOAT, ["N", 1, 1, 4])], inits)
+    g = compile_checked(m)
+    assert g.op_histogram() == {"Conv": 1, "GlobalAveragePool": 1, "Flatten": 1, "Reshape": 1}
+    np.testing.assert_array_equal(g.node("r").inputs[1].const.numpy(), [0, 1, 1, 4])
+    assert g.node("c1").attrs["pads"] == [1, 1, 1, 1]
+    assert [p.name for p in g.outputs] == ["Y"] and to_model(g).graph.output[0].name == "Y"
+    assert [n.op_type for n in to_model(g).graph.node][-1] == "Reshape"
+    import onnxruntime as ort
+
+    x = rng.standard_normal((3, 3, 6, 6)).astype(np.float32)
+    want = ort.InferenceSession(m.SerializeToString()).run(None, {"X": x})[0]
+    got = ort.InferenceSession(to_model(g).SerializeToString()).run(None, {"X": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -37,11 +37,46 @@ def _fingerprint(t: Tensor):
     return np.ascontiguousarray(flat[::step]).tobytes() + np.ascontiguousarray(flat[-3:]).tobytes()
 
 
+def _on_disk(t: Tensor) -> bool:
+    enc = t.encoded
+    return enc is not None and enc[0] == "onnx" and getattr(enc[1], "data_location", 0) == 1  # EXTERNAL
+
+
+def _merge_initializers(graph: Graph) -> int:
+    """Point the readers of initializers with equal contents at one of them (the first by name) and drop
+    the others. Initializers that are graph inputs (overridable) or outputs are left alone, and so are
+    those whose data is still in an external file (comparing would read the weights the frontend left on
+    disk)."""
+    sig = {id(p.value) for p in graph.inputs} | {id(p.value) for p in graph.outputs}
+    by_type: dict = {}
+    for name in sorted(graph.initializers):
+        v = graph.initializers[name]
+        if id(v) in sig or v.const is None or v.const.digest_only or _on_disk(v.const):
+            continue
+        by_type.setdefault((v.const.dtype.name, v.const.shape.dims), []).append(v)
+    merged = 0
+    for group in by_type.values():
+        if len(group) < 2:
+            continue  # only a shared dtype and shape is worth reading the contents for
+        canon: dict = {}
+        for v in group:
+            cands = canon.setdefault(_fingerprint(v.const), [])
+            c = next((c for c in cands if c.const.same_value(v.const)), None)
+            if c is None:
+                cands.append(v)
+                continue
+            graph.replace_all_uses_with(v, c, outputs=False)
+            graph.remove_initializer(v)
+            merged += 1
+    return merged
+
+
 @register_pass
 @dataclass(frozen=True)
 class CSE(Pass):
     """After: no two pure nodes compute the same value (same op, attrs, device, inputs up to commutativity,
-    control inputs), and no two constants hold the same content. Stateful, side-effecting, control-flow,
+    control inputs), and no two constants (constant nodes, or initializers that are not graph inputs or
+    outputs) hold the same content. Stateful, side-effecting, control-flow,
     unknown and graph-input nodes are never merged; a graph output node is never merged away."""
 
     name = "cse"
@@ -53,7 +88,8 @@ class CSE(Pass):
         sig = protected(graph)
         skip = input_nodes(graph)
         table: dict = {}
-        merged = consts = 0
+        merged = 0
+        consts = _merge_initializers(graph)
         for n in graph.topo_order(by_name=False):
             info = n.info
             if not info.pure or info.source or n.name in skip:

@@ -1,10 +1,16 @@
 """onnx-simplify and onnx-fuse: rewrite rules for ONNX graphs, keyed by ("onnx", op type).
 
-onnx-simplify (canonicalize): identity-like ops (op data) and inference-mode Dropout are bypassed,
-consecutive Transposes compose (or vanish), a Reshape of a Reshape reads the first one's input, a Reshape
-to the shape its input already has vanishes, and ``Shape`` of a statically shaped tensor is a constant.
-onnx-fuse (optimize): an inference BatchNormalization after Conv / Gemm / MatMul with constant weights
-is folded into them, and MatMul + Add with a 2-D left operand becomes one Gemm.
+onnx-simplify (canonicalize): identity-like ops (op data) and inference-mode Dropout are bypassed (an
+Identity that only names a graph output hands the name to its producer), consecutive Transposes compose
+(or vanish), a Reshape of a Reshape reads the first one's input, a Reshape to the shape its input already
+has vanishes (dynamic dims matched by 0 or one -1), ``Shape`` of a statically shaped tensor is a
+constant, and so is shape arithmetic on it (Cast / Slice / Gather / Squeeze / Unsqueeze / Concat) where
+the dims it reads are static; a Reshape whose shape is computed from its own input's run-time dims gets a
+constant shape (0 copies the dim, one -1 stands for one other), and a zero Pad of the spatial dims
+before a Conv becomes the Conv's pads.
+onnx-fuse (optimize): an inference BatchNormalization, or a Mul / Add / Sub / Div by a per-channel
+constant, after Conv / Gemm / MatMul with constant weights or an inference BatchNormalization is folded
+into their parameters, and MatMul + Add with a 2-D left operand becomes one Gemm.
 
 Every rewrite keeps the name and value of the last node of its pattern (it is rewritten in place, or its
 readers read an equal value), so graph outputs keep their names; nodes left unread are removed.
@@ -46,8 +52,10 @@ def identity(graph: Graph, node: Node):
         return None
     src, out = node.inputs[0], node.outputs[0]
     if graph.is_output(out) and src.node is not None and not graph.is_output(src) and _same_type(src, out) \
-            and not graph.uses(out):
-        # An Identity that only names a graph output: the value it copies takes the output's name.
+            and not graph.uses(out) and not node.control_inputs and not graph.control_users(node) \
+            and not any(p.value is out for p in graph.inputs):
+        # An Identity that only names a graph output: the value it copies takes the output's name (its
+        # other readers see the same tensor).
         name = out.name
         graph.replace_all_uses_with(out, src, outputs=True)
         graph.remove_node(node, forward_control=False)
@@ -180,10 +188,137 @@ def reshape_of_reduce(graph: Graph, node: Node):
     return x
 
 
+# Shape arithmetic: the int64 1-D values Shape -> Cast/Slice/Gather/Squeeze/Unsqueeze/Concat compute,
+# element by element, each a known int or (value, axis) for a dim only known at run time.
+_SHAPE_OPS = ("Shape", "Cast", "Slice", "Gather", "Squeeze", "Unsqueeze", "Concat")
+
+
+def shape_elements(v: Optional[Value], depth: int = 12):
+    """``v``'s elements as a list (a rank-0 ``v`` as a 1-list, flagged by the second result) when ``v`` is
+    a constant or shape arithmetic on them, else None."""
+    if v is None or depth == 0 or v.dtype.name not in ("i64", "i32") or v.shape.rank not in (0, 1):
+        return None
+    c = const_array(v)
+    if c is not None:
+        return [int(e) for e in c.reshape(-1)], c.ndim == 0
+    n = v.node
+    if n is None or n.domain != D or n.op_type not in _SHAPE_OPS or v.index != 0:
+        return None
+    op, ins = n.op_type, n.inputs
+    if op == "Shape":
+        x = ins[0]
+        if x.shape.rank is None:
+            return None
+        r = x.shape.rank
+        start, end = int(n.attrs.get("start", 0)), n.attrs.get("end")
+        start = min(max(start + r if start < 0 else start, 0), r)
+        end = r if end is None else int(end)
+        end = min(max(end + r if end < 0 else end, 0), r)
+        return [d if d is not None else (x, i) for i, d in zip(range(start, end), x.shape.dims[start:end])], False
+    first = shape_elements(ins[0], depth - 1)
+    if first is None:
+        return None
+    els, scalar = first
+    if op == "Cast":
+        return (els, scalar) if v.dtype.name in ("i64", "i32") else None
+    if op == "Concat":
+        out = list(els)
+        for w in ins[1:]:
+            e = shape_elements(w, depth - 1)
+            if e is None or e[1]:
+                return None
+            out += e[0]
+        return out, False
+    if op == "Squeeze":
+        return (els, True) if len(els) == 1 and not scalar else None
+    if op == "Unsqueeze":
+        return (els, False) if scalar else None
+    rest = [const_array(w) if w is not None else None for w in ins[1:]]
+    if any(r is None for r, w in zip(rest, ins[1:]) if w is not None) or scalar:
+        return None
+    if op == "Gather":
+        if int(n.attrs.get("axis", 0)) != 0 or rest[0].ndim > 1:
+            return None
+        idx = [int(i) for i in rest[0].reshape(-1)]
+        if any(not -len(els) <= i < len(els) for i in idx):
+            return None
+        return [els[i] for i in idx], rest[0].ndim == 0
+    # Slice on axis 0 with constant starts / ends (/ axes / steps)
+    starts, ends = rest[0], rest[1]
+    axes = rest[2] if len(rest) > 2 and rest[2] is not None else np.zeros(1, np.int64)
+    steps = rest[3] if len(rest) > 3 and rest[3] is not None else np.ones(1, np.int64)
+    if starts.size != 1 or ends.size != 1 or axes.size != 1 or int(axes.reshape(-1)[0]) not in (0, -1) \
+            or steps.size != 1 or int(steps.reshape(-1)[0]) == 0:
+        return None
+    # Python's slice clamps out-of-range starts and ends as ONNX's Slice does (INT64_MIN/MAX included).
+    sl = slice(int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0]), int(steps.reshape(-1)[0]))
+    return els[sl], False
+
+
+@rule(D, *_SHAPE_OPS[1:])
+def fold_shape_arithmetic(graph: Graph, node: Node):
+    """Shape arithmetic whose every element is known (dims static where it reads them) is a constant."""
+    out = node.outputs[0]
+    if len(node.outputs) != 1 or graph.is_output(out) or const_array(out) is not None:
+        return None
+    if not any(w is not None and w.node is not None and w.node.op_type in _SHAPE_OPS for w in node.inputs):
+        return None  # constants only: fold-constants' work
+    e = shape_elements(out)
+    if e is None or not all(isinstance(x, int) for x in e[0]):
+        return None
+    a = np.array(e[0], out.dtype.np)
+    return add_const(graph, a.reshape(()) if e[1] else a, node.name, like=node)
+
+
+def _reshape_target(node: Node) -> Optional[list[int]]:
+    """The Reshape's target as constants when its shape is shape arithmetic whose unknown elements are
+    the data input's own dim at the same position (written 0: copy) or one other dim (written -1)."""
+    x, shp = node.inputs[0], node.inputs[1]
+    e = shape_elements(shp)
+    if e is None or e[1]:
+        return None
+    allowzero = bool(node.attrs.get("allowzero", 0))
+    target, unknown = [], 0
+    for pos, el in enumerate(e[0]):
+        if isinstance(el, int):
+            if el == 0 and not allowzero:
+                return None  # keep the meaning of a literal 0 simple: leave such shapes alone
+            target.append(el)
+        elif el[0] is x and el[1] == pos and not allowzero:
+            target.append(0)
+        else:
+            target.append(None)
+            unknown += 1
+    # -1 is inferred from the other dims: not when a copied dim (0) may be 0 at run time.
+    if unknown > 1 or (unknown == 1 and (-1 in target or 0 in target)):
+        return None
+    return [-1 if t is None else t for t in target]
+
+
+def _is_identity_reshape(x: Value, target: list[int], allowzero: bool) -> bool:
+    """Reshape(x, target) gives x's own shape: same rank, every entry equal to x's known dim there (or 0,
+    a copy), at most one -1 with every other entry matched."""
+    dims = x.shape.dims
+    if dims is None or len(dims) != len(target) or target.count(-1) > 1:
+        return False
+    return all(t == -1 or (t == 0 and not allowzero) or (d is not None and t == d) for t, d in zip(target, dims))
+
+
 @rule(D, "Reshape")
 def reshape(graph: Graph, node: Node):
     x, out = node.inputs[0], node.outputs[0]
     if _same_dims(x, out):
+        return _bypass(graph, node, x)
+    allowzero = bool(node.attrs.get("allowzero", 0))
+    if const_array(node.inputs[1]) is None:
+        target = _reshape_target(node)
+        if target is not None:
+            old = node.inputs[1].node
+            graph.set_input(node, 1, add_const(graph, np.array(target, np.int64), node.name + "/shape", like=node))
+            remove_dead(graph, [old])
+            return True
+    shp = const_array(node.inputs[1])
+    if shp is not None and _same_type(x, out) and _is_identity_reshape(x, [int(t) for t in shp.reshape(-1)], allowzero):
         return _bypass(graph, node, x)
     inner = _producer(x, "Reshape")
     if inner is None:
@@ -211,7 +346,41 @@ def shape(graph: Graph, node: Node):
     return add_const(graph, np.array(dims[start:end], np.int64), node.name, like=node)
 
 
-SIMPLIFY = RuleSet([identity, dropout, transpose, transpose_of_unit_dims, reshape_of_reduce, reshape, shape])
+@rule(D, "Conv")
+def pad_into_conv(graph: Graph, conv: Node):
+    """Conv(Pad(x)) with a constant zero Pad of the spatial dims only: the Conv's own pads."""
+    pad = _producer(conv.inputs[0], "Pad")
+    if pad is None or sole_use(graph, pad.outputs[0]) is None or pad.attrs.get("mode", "constant") != "constant":
+        return None
+    if conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
+        return None
+    ins = pad.inputs
+    if len(ins) > 3 and ins[3] is not None:
+        return None  # Pad's axes (op set 18): left to the general case
+    pads = const_array(ins[1]) if len(ins) > 1 else None
+    if pads is None or (len(ins) > 2 and ins[2] is not None and not _zero(ins[2])):
+        return None
+    r = conv.inputs[0].shape.rank
+    pads = [int(p) for p in pads.reshape(-1)]
+    if r is None or len(pads) != 2 * r or any(p < 0 for p in pads) or any(pads[i] or pads[r + i] for i in (0, 1)):
+        return None
+    own = [int(p) for p in conv.attrs.get("pads", [0] * (2 * (r - 2)))]
+    if len(own) != 2 * (r - 2):
+        return None
+    new = [own[i] + pads[2 + i] for i in range(r - 2)] + [own[r - 2 + i] + pads[r + 2 + i] for i in range(r - 2)]
+    graph.set_input(conv, 0, ins[0])
+    graph.set_attr(conv, "pads", new)
+    remove_dead(graph, [pad])
+    return True
+
+
+def _zero(v: Value) -> bool:
+    c = const_array(v)
+    return c is not None and c.size == 1 and float(c.reshape(-1)[0]) == 0.0
+
+
+SIMPLIFY = RuleSet([identity, dropout, transpose, transpose_of_unit_dims, reshape_of_reduce, reshape, shape,
+                    fold_shape_arithmetic, pad_into_conv])
 
 
 @register_pass
@@ -219,8 +388,11 @@ SIMPLIFY = RuleSet([identity, dropout, transpose, transpose_of_unit_dims, reshap
 class ONNXSimplify(Pass):
     """After: no Identity (identity-like op) or inference-mode Dropout with an unread mask, no Transpose
     of a Transpose, no identity Transpose, no Reshape of a Reshape whose outer shape is constant without
-    copied (0) dims, no Reshape to its input's own static shape, and no Shape of a static shape remain,
-    except where the node's output is a graph output."""
+    copied (0) dims, no Reshape to its input's own shape, no Shape of a static shape and no shape
+    arithmetic with every element known remain, except where the node's output is a graph output (an
+    Identity naming a graph output remains only when its input has other readers or no producer); no
+    Reshape's shape is shape arithmetic on its input's own dims with at most one other unknown; no Conv
+    reads a constant zero Pad of only its spatial dims."""
 
     name = "onnx-simplify"
     phase = "canonicalize"
@@ -265,62 +437,134 @@ def _absorb(graph: Graph, last: Node, op: str, inputs: list, attrs: dict, meta_f
     remove_dead(graph, old_ins)
 
 
-@rule(D, "BatchNormalization")
-def fold_batch_norm(graph: Graph, bn: Node):
-    x = bn.inputs[0]
-    lin = x.node if x.node is not None and x.node.domain == D else None
-    if lin is None or lin.op_type not in ("Conv", "Gemm", "MatMul") or not _float(x):
+def _const_operand(v: Optional[Value], rank: int, size: int) -> Optional[np.ndarray]:
+    """``v``'s value, flat, when it is a constant with one value per channel of a rank-``rank`` result
+    with ``size`` channels (axis 1): after broadcasting's left padding every other dim is 1."""
+    c = const_array(v)
+    if c is None or c.ndim > rank:
         return None
-    if sole_use(graph, x) is None or x.shape.rank is None or x.shape.rank < 2:
+    dims = (1,) * (rank - c.ndim) + c.shape
+    if any(d != 1 for i, d in enumerate(dims) if i != 1) or dims[1] not in (1, size):
         return None
-    p = _bn_params(graph, bn)
-    if p is None:
+    return c.reshape(-1)
+
+
+def _fold_affine(graph: Graph, lin: Node, last: Node, s: np.ndarray, t: np.ndarray):
+    """Make ``last`` compute ``lin``'s result times ``s`` plus ``t`` per channel (axis 1), by rescaling
+    ``lin``'s constant parameters: Conv (weights and bias), Gemm (B and C), a 2-D MatMul (as a Gemm) or
+    an inference BatchNormalization (scale and bias). ``last`` keeps its name and output."""
+    y = lin.outputs[0]
+    if sole_use(graph, y) is None or not _float(y) or y.shape.rank is None or y.shape.rank < 2:
         return None
-    s, shift = p
-    w = const_array(lin.inputs[1])
+    n = y.shape.dims[1]
+    if n is None or s.size not in (1, n) or t.size not in (1, n):
+        return None
+    unit = bool(np.all(s == 1))
+    s = np.broadcast_to(s.astype(np.float64), (n,))
+    t = np.broadcast_to(t.astype(np.float64), (n,))
+    if lin.op_type == "BatchNormalization":
+        if len(lin.inputs) != 5 or lin.attrs.get("training_mode", 0) \
+                or any(graph.has_uses(v) for v in lin.outputs[1:]):
+            return None
+        gamma, beta = const_array(lin.inputs[1]), const_array(lin.inputs[2])
+        if gamma is None or beta is None or gamma.size != n or beta.size != n:
+            return None
+        dt = gamma.dtype
+        ins = [lin.inputs[0],
+               add_const(graph, (gamma.astype(np.float64) * s).astype(dt), lin.name + "/scale", like=lin),
+               add_const(graph, (beta.astype(np.float64) * s + t).astype(dt), lin.name + "/bias", like=lin),
+               lin.inputs[3], lin.inputs[4]]
+        _absorb(graph, last, "BatchNormalization", ins, dict(lin.attrs), lin)
+        return True
+    w = const_array(lin.inputs[1]) if len(lin.inputs) > 1 else None
     if w is None:
         return None
     dt = w.dtype
     if lin.op_type == "Conv":
-        if w.shape[0] != s.size:
+        if w.shape[0] != n:
             return None
-        b = const_array(lin.inputs[2]) if len(lin.inputs) > 2 and lin.inputs[2] is not None else np.zeros(s.size)
+        b = const_array(lin.inputs[2]) if len(lin.inputs) > 2 and lin.inputs[2] is not None else np.zeros(n)
         if b is None:
             return None
-        w2 = w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))
-        b2 = b.astype(np.float64) * s + shift
-        ins = [lin.inputs[0], add_const(graph, w2.astype(dt), lin.name + "/W", like=lin),
-               add_const(graph, b2.astype(dt), lin.name + "/B", like=lin)]
-        _absorb(graph, bn, "Conv", ins, dict(lin.attrs), lin)
+        b2 = b.astype(np.float64) * s + t
+        # A shift alone (an Add) leaves the weights as they are: no copy of them.
+        w2 = lin.inputs[1] if unit else add_const(
+            graph, (w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(dt), lin.name + "/W",
+            like=lin)
+        ins = [lin.inputs[0], w2, add_const(graph, b2.astype(dt), lin.name + "/B", like=lin)]
+        _absorb(graph, last, "Conv", ins, dict(lin.attrs), lin)
         return True
-    if x.shape.rank != 2 or w.ndim != 2:
-        return None  # BatchNormalization's channel axis 1 is the matmul's output axis only in 2-D
+    if y.shape.rank != 2 or w.ndim != 2:
+        return None  # the channel axis 1 is the matmul's output axis only in 2-D
     if lin.op_type == "Gemm":
         trans_b = bool(lin.attrs.get("transB", 0))
-        if (w.shape[0] if trans_b else w.shape[1]) != s.size:
+        if (w.shape[0] if trans_b else w.shape[1]) != n:
             return None
         alpha, beta = float(lin.attrs.get("alpha", 1.0)), float(lin.attrs.get("beta", 1.0))
         c = lin.inputs[2] if len(lin.inputs) > 2 else None
         c_arr = np.zeros(()) if c is None else const_array(c)
         # Only a C that is the same for every row (scalar, (N,), (1, N)) folds into a per-channel shift.
         if c_arr is None or c_arr.ndim > 2 or (c_arr.ndim == 2 and c_arr.shape[0] != 1) \
-                or c_arr.size not in (1, s.size):
+                or c_arr.size not in (1, n):
             return None
-        w2 = w.astype(np.float64) * (s.reshape(-1, 1) if trans_b else s.reshape(1, -1))
-        c2 = beta * np.broadcast_to(c_arr.astype(np.float64).reshape(-1), (s.size,)) * s + shift
+        c2 = beta * np.broadcast_to(c_arr.astype(np.float64).reshape(-1), (n,)) * s + t
         attrs = dict(lin.attrs)
         attrs["alpha"], attrs["beta"] = alpha, 1.0
-        ins = [lin.inputs[0], add_const(graph, w2.astype(dt), lin.name + "/B", like=lin),
-               add_const(graph, c2.astype(dt), lin.name + "/C", like=lin)]
-        _absorb(graph, bn, "Gemm", ins, attrs, lin)
+        w2 = lin.inputs[1] if unit else add_const(
+            graph, (w.astype(np.float64) * (s.reshape(-1, 1) if trans_b else s.reshape(1, -1))).astype(dt),
+            lin.name + "/B", like=lin)
+        ins = [lin.inputs[0], w2, add_const(graph, c2.astype(dt), lin.name + "/C", like=lin)]
+        _absorb(graph, last, "Gemm", ins, attrs, lin)
         return True
-    # MatMul (A 2-D): a Gemm carries the shift as its C.
-    if w.shape[1] != s.size:
+    if lin.op_type != "MatMul" or w.shape[1] != n or lin.inputs[0].shape.rank != 2:
         return None
-    ins = [lin.inputs[0], add_const(graph, (w.astype(np.float64) * s).astype(dt), lin.name + "/B", like=lin),
-           add_const(graph, shift.astype(dt), lin.name + "/C", like=lin)]
-    _absorb(graph, bn, "Gemm", ins, {}, None)
+    # MatMul (A 2-D): a Gemm carries the shift as its C.
+    w2 = lin.inputs[1] if unit else add_const(graph, (w.astype(np.float64) * s).astype(dt), lin.name + "/B", like=lin)
+    ins = [lin.inputs[0], w2, add_const(graph, t.astype(dt), lin.name + "/C", like=lin)]
+    _absorb(graph, last, "Gemm", ins, {}, None)
     return True
+
+
+_AFFINE_HOSTS = ("Conv", "Gemm", "MatMul", "BatchNormalization")
+
+
+@rule(D, "BatchNormalization")
+def fold_batch_norm(graph: Graph, bn: Node):
+    x = bn.inputs[0]
+    lin = x.node if x.node is not None and x.node.domain == D else None
+    if lin is None or lin.op_type not in _AFFINE_HOSTS or not _float(x):
+        return None
+    p = _bn_params(graph, bn)
+    if p is None:
+        return None
+    return _fold_affine(graph, lin, bn, *p)
+
+
+@rule(D, "Mul", "Add", "Sub", "Div")
+def fold_scale_shift(graph: Graph, node: Node):
+    """``lin(...) * c``, ``+ c``, ``- c`` or ``/ c`` with a per-channel constant ``c``, where ``lin`` is
+    an affine host: one ``lin`` with rescaled parameters."""
+    y = node.outputs[0]
+    if y.shape.rank is None or y.shape.rank < 2 or y.shape.dims[1] is None:
+        return None
+    n = y.shape.dims[1]
+    op = node.op_type
+    for i in ((0, 1) if op in ("Mul", "Add") else (0,)):
+        x = node.inputs[i]
+        lin = x.node if x is not None and x.node is not None and x.node.domain == D else None
+        if lin is None or lin.op_type not in _AFFINE_HOSTS or not _same_type(x, y):
+            continue
+        c = _const_operand(node.inputs[1 - i], y.shape.rank, n)
+        if c is None or c.dtype != x.dtype.np:
+            continue
+        c = c.astype(np.float64)
+        if op == "Div" and not np.all(c != 0):
+            continue
+        one, zero = np.ones(1), np.zeros(1)
+        s, t = {"Mul": (c, zero), "Add": (one, c), "Sub": (one, -c)}.get(op) or (1.0 / c, zero)
+        if _fold_affine(graph, lin, node, s, t):
+            return True
+    return None
 
 
 @rule(D, "Add")
@@ -380,7 +624,7 @@ def flatten_transpose(graph: Graph, mm: Node):
     return True
 
 
-FUSE = RuleSet([fold_batch_norm, matmul_add, flatten_transpose])
+FUSE = RuleSet([fold_batch_norm, matmul_add, fold_scale_shift, flatten_transpose])
 
 
 @register_pass

@@ -152,9 +152,11 @@ FP32_PIPELINE = [
 ]
 
 
-# The FP32 pipeline for ONNX graphs: the generic passes around the onnx rule sets.
-ONNX_FP32_PIPELINE = ["strip-unused", "onnx-simplify", "fold-constants", "onnx-transpose-sink", "onnx-simplify",
-                      "onnx-fuse", "cse", "dce"]
+# The FP32 pipeline for ONNX graphs: the generic passes around the onnx rule sets. ONNX keeps weights as
+# initializers (spilled to external data past 2 GB by the backend), so constants fold up to 1 GiB whatever
+# op made them: a ConstantOfShape holding a Conv's weights is a weight, and BN folding needs it constant.
+ONNX_FP32_PIPELINE = ("strip-unused,onnx-simplify,fold-constants{max_bytes=1073741824, max_expand_bytes=1073741824},"
+                      "onnx-transpose-sink,onnx-simplify,onnx-fuse,cse,dce")
 
 
 def default_pipeline(opts, report: Optional[dict] = None, graph: Optional[Graph] = None) -> Pipeline:
@@ -176,7 +178,7 @@ def default_pipeline(opts, report: Optional[dict] = None, graph: Optional[Graph]
     if (onnx_in or export) and "bf16" in getattr(opts, "precisions", ["fp32"]):
         raise ConfigError("--precisions: bf16 is not supported for ONNX models (ONNX Runtime's CPU "
                           "provider has no bf16 kernels); use fp32")
-    onnx_passes = [PASSES[n]() for n in ONNX_FP32_PIPELINE]
+    onnx_passes = list(Pipeline.parse(ONNX_FP32_PIPELINE))
     if onnx_in:
         return Pipeline(onnx_passes)
     if export:
