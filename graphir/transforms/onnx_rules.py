@@ -552,7 +552,8 @@ def fold_scale_shift(graph: Graph, node: Node):
     for i in ((0, 1) if op in ("Mul", "Add") else (0,)):
         x = node.inputs[i]
         lin = x.node if x is not None and x.node is not None and x.node.domain == D else None
-        if lin is None or lin.op_type not in _AFFINE_HOSTS or not _same_type(x, y):
+        # A per-channel constant broadcasts without changing the shape: x's type may just know less.
+        if lin is None or lin.op_type not in _AFFINE_HOSTS or x.dtype is not y.dtype or x.shape.rank != y.shape.rank:
             continue
         c = _const_operand(node.inputs[1 - i], y.shape.rank, n)
         if c is None or c.dtype != x.dtype.np:
