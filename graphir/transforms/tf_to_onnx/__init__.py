@@ -13,6 +13,7 @@ the graph imports op set ``opset`` of the default domain.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ...dialects.onnx import DOMAIN, unique_value_name
@@ -45,28 +46,38 @@ def check_opset(opset: int) -> None:
         raise ExportError(f"--opset {opset}: ONNX export supports op sets {MIN_OPSET} to {max_opset()}")
 
 
+_INT_TYPES = (6, 7)  # TensorProto.INT32, INT64
+
+
 def _refine_types(graph: Graph) -> None:
     """Type every node output with ONNX shape inference (data propagation on), keeping what TF knew where
     inference knows less."""
     import onnx.shape_inference
+    from onnx import helper
 
-    from ...backends.onnx import to_model
+    from ...backends.onnx import _Writer, to_model
+    from ...dialects.onnx import dtype_to_onnx
     from ...frontends.onnx import type_from_proto
 
-    m = to_model(graph)
-    m.graph.ClearField("initializer")  # shapes of initializers travel as graph inputs: no weight copies
+    w = _Writer(graph, "inline")
+    m = to_model(graph, _writer=w)
+    # Weights travel as typed graph inputs (no copies); small integer tensors (pads, shapes, axes) stay,
+    # since inference reads their values.
+    keep = [t for t in m.graph.initializer if t.data_type in _INT_TYPES and math.prod(t.dims) <= 512
+            and not t.external_data]
+    dropped = {t.name for t in m.graph.initializer} - {t.name for t in keep}
+    m.graph.ClearField("initializer")
+    m.graph.initializer.extend(keep)
     for k, v in graph.initializers.items():
-        from onnx import helper
-
-        from ...dialects.onnx import dtype_to_onnx
-
-        m.graph.input.append(helper.make_tensor_value_info(k, dtype_to_onnx(v.dtype), list(v.shape.dims)))
+        name = w.names.get(id(v), k)
+        if name in dropped:
+            m.graph.input.append(helper.make_tensor_value_info(name, dtype_to_onnx(v.dtype), list(v.shape.dims)))
     inferred = onnx.shape_inference.infer_shapes(m, data_prop=True)
     types = {vi.name: vi.type for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
     for node in graph.nodes():
         new = []
         for v in node.outputs:
-            t = types.get(v.name)
+            t = types.get(w.names.get(id(v), v.name))  # the name the writer gave it
             cur = v.type
             if t is not None and t.HasField("tensor_type"):
                 inf = type_from_proto(t)
