@@ -13,8 +13,8 @@ the graph imports op set ``opset`` of the default domain.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from math import prod
 
 from ...dialects.onnx import DOMAIN, unique_value_name
 from ...ir import Graph
@@ -63,7 +63,7 @@ def _refine_types(graph: Graph) -> None:
     m = to_model(graph, _writer=w)
     # Weights travel as typed graph inputs (no copies); small integer tensors (pads, shapes, axes) stay,
     # since inference reads their values.
-    keep = [t for t in m.graph.initializer if t.data_type in _INT_TYPES and math.prod(t.dims) <= 512
+    keep = [t for t in m.graph.initializer if t.data_type in _INT_TYPES and prod(t.dims) <= 512
             and not t.external_data]
     dropped = {t.name for t in m.graph.initializer} - {t.name for t in keep}
     m.graph.ClearField("initializer")
