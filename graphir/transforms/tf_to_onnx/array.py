@@ -208,10 +208,32 @@ def _pad(cx: Ctx):
     elif cx.op_type == "MirrorPad":
         mode = cx.attr("mode", "REFLECT")
         mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode == "SYMMETRIC":
+            return _symmetric_pad(cx, x, p)
         if mode != "REFLECT":
             raise cx.fail(f"MirrorPad mode {mode} has no ONNX equivalent")
         attrs["mode"] = "reflect"
     return cx.op("Pad", ins, attrs, shape=cx.out_type().shape)
+
+
+def _symmetric_pad(cx: Ctx, x, p):
+    """ONNX's Pad has no edge-repeating reflection: per padded axis, concatenate the reversed leading and
+    trailing slices around the input."""
+    if p is None:
+        raise cx.fail("SYMMETRIC paddings must be constants for ONNX export")
+    y = x
+    for axis, (before, after) in enumerate(p.astype(np.int64).tolist()):
+        if not before and not after:
+            continue
+        parts = [y]
+        ax = cx.i64([axis])
+        step = cx.i64([-1])
+        if before:
+            parts.insert(0, cx.op("Slice", [y, cx.i64([before - 1]), cx.i64([INT64_MIN]), ax, step]))
+        if after:
+            parts.append(cx.op("Slice", [y, cx.i64([-1]), cx.i64([-after - 1]), ax, step]))
+        y = cx.op("Concat", parts, {"axis": axis})
+    return y if y is not x else cx.op("Identity", [x])
 
 
 # ------------------------------------------------------------------------------------------ shapes
@@ -306,9 +328,14 @@ def _split(cx: Ctx):
 
 @converts("OneHot")
 def _one_hot(cx: Ctx):
+    """ONNX's OneHot counts negative indices from the end, TF's gives them all-off rows: they become
+    ``depth``, out of range for both. Indices and depth are int64 (the types ONNX Runtime implements)."""
     off_on = cx.op("Concat", [cx.unsqueeze(cx.input(3), [0]), cx.unsqueeze(cx.input(2), [0])], {"axis": 0})
     depth = cx.as_i64(1)
-    return cx.op("OneHot", [cx.input(0), depth, off_on], {"axis": int(cx.attr("axis", -1))},
+    idx = cx.as_i64(0)
+    idx = cx.op("Where", [cx.op("Less", [idx, cx.constant(np.array(0, np.int64), "zero")], dtype=BOOL), depth, idx],
+                dtype=I64)
+    return cx.op("OneHot", [idx, depth, off_on], {"axis": int(cx.attr("axis", -1))},
                  dtype=cx.out_type().dtype, shape=cx.out_type().shape)
 
 

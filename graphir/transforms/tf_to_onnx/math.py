@@ -44,20 +44,57 @@ def _not_equal(cx: Ctx):
     return cx.op("Not", [cx.op("Equal", [cx.input(0), cx.input(1)], dtype=BOOL)], shape=cx.out_type().shape)
 
 
-@converts("Div", "FloorDiv", "FloorMod", "TruncateDiv")
+@converts("Div", "FloorDiv", "FloorMod", "TruncateDiv", "TruncateMod")
 def _division(cx: Ctx):
     a, b = cx.input(0), cx.input(1)
     floating = a.dtype.is_float
     shape = cx.out_type().shape
-    if cx.op_type == "Div" and floating or cx.op_type == "TruncateDiv" and not floating:
+    op = cx.op_type
+    # TF's integer Div truncates toward zero, as ONNX's integer Div does.
+    if op == "Div" or op == "TruncateDiv" and not floating:
         return cx.op("Div", [a, b], shape=shape)
-    if cx.op_type == "FloorDiv" and floating:
+    if op == "TruncateDiv":
+        q = cx.op("Div", [a, b])
+        return cx.op("Mul", [cx.op("Sign", [q]), cx.op("Floor", [cx.op("Abs", [q])])], shape=shape)
+    if op == "TruncateMod":
+        return cx.op("Mod", [a, b], {"fmod": 1}, shape=shape)  # the sign of the dividend, as C's fmod
+    if op == "FloorDiv" and floating:
         return cx.op("Floor", [cx.op("Div", [a, b])], shape=shape)
-    if cx.op_type == "FloorMod" and not floating:
+    if op == "FloorMod" and not floating:
         return cx.op("Mod", [a, b], {"fmod": 0}, shape=shape)  # the sign of the divisor, as TF
-    if cx.op_type == "FloorMod":
+    if op == "FloorMod":
         return cx.op("Sub", [a, cx.op("Mul", [cx.op("Floor", [cx.op("Div", [a, b])]), b])], shape=shape)
-    raise cx.fail(f"integer {cx.op_type} has no ONNX conversion")
+    # Integer FloorDiv: a - floor_mod(a, b) is a multiple of b, so ONNX's truncating Div is exact on it.
+    return cx.op("Div", [cx.op("Sub", [a, cx.op("Mod", [a, b], {"fmod": 0})]), b], shape=shape)
+
+
+@converts("Erfc")
+def _erfc(cx: Ctx):
+    x = cx.input(0)
+    return cx.op("Sub", [cx.scalar_like(1.0, x, "one"), cx.op("Erf", [x])], shape=x.shape)
+
+
+@converts("IsInf", "IsFinite")
+def _is_inf(cx: Ctx):
+    x = cx.input(0)
+    inf = cx.op("IsInf", [x], dtype=BOOL, shape=x.shape)
+    if cx.op_type == "IsInf":
+        return inf
+    return cx.op("Not", [cx.op("Or", [inf, cx.op("IsNaN", [x], dtype=BOOL)])], shape=x.shape)
+
+
+@converts("Atan2")
+def _atan2(cx: Ctx):
+    """atan2(y, x) from Atan(y / x), moved to the right quadrant; x == 0 gives +-pi/2 (0 when y is 0 too)."""
+    y, x = cx.input(0), cx.input(1)
+    shape = cx.out_type().shape
+    zero = cx.scalar_like(0.0, x, "zero")
+    q = cx.op("Atan", [cx.op("Div", [y, x])])
+    y_neg = cx.op("Less", [y, zero], dtype=BOOL)
+    turn = cx.op("Where", [y_neg, cx.scalar_like(-np.pi, x, "minus_pi"), cx.scalar_like(np.pi, x, "pi")], dtype=x.dtype)
+    r = cx.op("Where", [cx.op("Less", [x, zero], dtype=BOOL), cx.op("Add", [q, turn]), q], dtype=x.dtype)
+    on_axis = cx.op("Mul", [cx.op("Sign", [y]), cx.scalar_like(np.pi / 2, x, "half_pi")])
+    return cx.op("Where", [cx.op("Equal", [x, zero], dtype=BOOL), on_axis, r], dtype=x.dtype, shape=shape)
 
 
 @converts("SquaredDifference")
