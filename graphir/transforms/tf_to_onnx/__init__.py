@@ -131,6 +131,7 @@ class TFToONNX(Pass):
         for p in graph.outputs:
             out_names.setdefault(id(p.value), p.name)
         converted = 0
+        consts: set[str] = set()
         for node in order:
             if node.domain != TF or node in done:
                 continue
@@ -138,7 +139,7 @@ class TFToONNX(Pass):
                 graph.remove_control_input(node, c)
             for u in graph.control_users(node):
                 graph.remove_control_input(u, node)
-            news = self._convert(graph, node)
+            news = self._convert(graph, node, consts)
             for old, new in zip(node.outputs, news):
                 want = out_names.get(id(old), old.name)
                 if new.node is not None and new.node.domain == DOMAIN and new._name is not None \
@@ -147,20 +148,26 @@ class TFToONNX(Pass):
                 graph.replace_all_uses_with(old, new)
             graph.remove_node(node, forward_control=False)
             converted += 1
+        # Constants a converter read at conversion time (filters, shapes, axes) are left unread.
+        for v in list(graph.initializers.values()):
+            if v.name in consts and not graph.has_uses(v) and not graph.is_output(v):
+                graph.remove_initializer(v)
         for k in [k for k in graph.attrs if k.startswith("tf.")]:
             del graph.attrs[k]
         graph.attrs["onnx.producer_name"] = "graphir"
         _refine_types(graph)
         return PassResult.of(converted=converted)
 
-    def _convert(self, graph: Graph, node):
+    def _convert(self, graph: Graph, node, consts: set):
         if node.op_type == "Placeholder":
             return [graph.add_argument(unique_value_name(graph, node.outputs[0].name), node.outputs[0].type)]
         if node.op_type == "Const":
             t = node.const_value()
             if t is None:
                 raise ExportError(f"{node.name} (Const): no value")
-            return [graph.add_initializer(unique_value_name(graph, node.outputs[0].name), t)]
+            v = graph.add_initializer(unique_value_name(graph, node.outputs[0].name), t)
+            consts.add(v.name)
+            return [v]
         if node.op_type in DROPPED:
             return []
         out = CONVERTERS[node.op_type](Ctx(graph, node, self.opset))
