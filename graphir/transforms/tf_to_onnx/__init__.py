@@ -78,6 +78,18 @@ def _refine_types(graph: Graph) -> None:
             graph.set_output_types(node, new)
 
 
+def _keep_tf_shape(graph: Graph, old, new) -> None:
+    """Give ``new`` (what stands for TF's ``old``) TF's shape where its own is less known, so the converters
+    of later nodes see their operands' shapes (ONNX shape inference only runs after the conversion)."""
+    if new.node is None or new.node.domain != DOMAIN or new.dtype is not old.dtype or old.shape.rank is None:
+        return
+    if new.shape.rank is None or _more_known(old.type, new.type):
+        types = [v.type for v in new.node.outputs]
+        types[new.index] = TensorType(new.dtype, _merge_dims(old.type, new.type) if new.shape.rank is not None
+                                      else old.shape)
+        graph.set_output_types(new.node, types)
+
+
 def _more_known(a: TensorType, b: TensorType) -> bool:
     return a.shape.rank == b.shape.rank and any(x is not None and y is None for x, y in zip(a.shape.dims, b.shape.dims))
 
@@ -145,6 +157,7 @@ class TFToONNX(Pass):
                 if new.node is not None and new.node.domain == DOMAIN and new._name is not None \
                         and new.name.startswith(node.name + "/"):
                     graph.set_value_name(new, unique_value_name(graph, want))
+                _keep_tf_shape(graph, old, new)
                 graph.replace_all_uses_with(old, new)
             graph.remove_node(node, forward_control=False)
             converted += 1

@@ -114,13 +114,26 @@ def _bits(mask: int, n: int) -> list[bool]:
 
 @converts("StridedSlice")
 def _strided_slice(cx: Ctx):
+    """One ONNX Slice over the dims the spec slices, then Squeeze (shrink_axis) and Unsqueeze (new_axis).
+    Strides must be constants (their signs pick what a mask means); begin and end may be tensors (a
+    sequence-length slice of a positional table), read entry by entry."""
     x = cx.input(0)
-    b, e, s = (cx.need_const(i, "slice bounds") for i in (1, 2, 3))
-    b, e, s = (a.astype(np.int64).reshape(-1).tolist() for a in (b, e, s))
-    n = len(b)
+    s = cx.need_const(3, "the strides").astype(np.int64).reshape(-1).tolist()
+    n = len(s)
+    bounds = []
+    for i in (1, 2):
+        c = cx.const(i)
+        bounds.append(c.astype(np.int64).reshape(-1).tolist() if c is not None else cx.as_i64(i))
+    b, e = bounds
     bm, em, ell, new, shrink = (_bits(int(cx.attr(k, 0)), n) for k in
                                 ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask"))
     rank = x.shape.rank
+
+    def entry(bound, i):
+        if isinstance(bound, list):
+            return bound[i]
+        return cx.op("Slice", [bound, cx.i64([i]), cx.i64([i + 1])], shape=Shape([1]))
+
     consumed = sum(1 for i in range(n) if not ell[i] and not new[i])
     ell_dims = 0  # without an ellipsis, the dims after the spec are taken whole
     if any(ell):
@@ -138,19 +151,22 @@ def _strided_slice(cx: Ctx):
             unsqueeze.append(out)
             out += 1
             continue
-        start, end, step = b[i], e[i], s[i]
+        step = s[i]
         if step == 0:
             raise cx.fail("a zero stride")
+        start = (0 if step > 0 else INT64_MAX) if bm[i] and not shrink[i] else entry(b, i)
         if shrink[i]:
-            end, step = (INT64_MAX if start == -1 else start + 1), 1
+            step = 1
+            if isinstance(start, int):
+                end = INT64_MAX if start == -1 else start + 1
+            else:
+                end = cx.op("Where", [cx.op("Equal", [start, cx.i64([-1])], dtype=BOOL), cx.i64([INT64_MAX]),
+                                      cx.op("Add", [start, cx.i64([1])])], dtype=I64, shape=Shape([1]))
             squeeze.append(d)
         else:
-            if bm[i]:
-                start = 0 if step > 0 else INT64_MAX
-            if em[i]:
-                end = INT64_MAX if step > 0 else INT64_MIN
+            end = (INT64_MAX if step > 0 else INT64_MIN) if em[i] else entry(e, i)
             out += 1
-        if not (start == 0 and end == INT64_MAX and step == 1):
+        if not (isinstance(start, int) and isinstance(end, int) and start == 0 and end == INT64_MAX and step == 1):
             starts.append(start)
             ends.append(end)
             axes.append(d)
@@ -158,7 +174,7 @@ def _strided_slice(cx: Ctx):
         d += 1
     y = x
     if axes:
-        y = cx.op("Slice", [x, cx.i64(starts), cx.i64(ends), cx.i64(axes), cx.i64(steps)])
+        y = cx.op("Slice", [x, _vector(cx, starts), _vector(cx, ends), cx.i64(axes), cx.i64(steps)])
     if squeeze:
         y = cx.squeeze(y, squeeze)
     if unsqueeze:
@@ -166,6 +182,14 @@ def _strided_slice(cx: Ctx):
     if y is x:
         y = cx.op("Identity", [x])
     return y
+
+
+def _vector(cx: Ctx, entries: list):
+    """An int64 vector of ``entries`` (ints and [1]-shaped values)."""
+    if all(isinstance(v, int) for v in entries):
+        return cx.i64(entries)
+    parts = [cx.i64([v]) if isinstance(v, int) else v for v in entries]
+    return parts[0] if len(parts) == 1 else cx.op("Concat", parts, {"axis": 0}, dtype=I64, shape=Shape([len(parts)]))
 
 
 @converts("GatherV2", "Gather", "ResourceGather")

@@ -6,7 +6,8 @@ import numpy as np
 from ...dialects.onnx import dtype_to_onnx
 from ...ir import Value
 from ..patterns import const_array
-from .context import BOOL, I64, Ctx, converts
+from ...ir.types import Tensor
+from .context import BOOL, I64, INT64_MAX, Ctx, converts
 from .nn import _fused_epilogue
 
 # TF op -> ONNX op with the same operands and broadcasting (numpy rules on both sides).
@@ -44,7 +45,7 @@ def _not_equal(cx: Ctx):
     return cx.op("Not", [cx.op("Equal", [cx.input(0), cx.input(1)], dtype=BOOL)], shape=cx.out_type().shape)
 
 
-@converts("Div", "FloorDiv", "FloorMod", "TruncateDiv", "TruncateMod")
+@converts("Div", "FloorDiv", "FloorMod", "TruncateDiv", "TruncateMod", "Mod")
 def _division(cx: Ctx):
     a, b = cx.input(0), cx.input(1)
     floating = a.dtype.is_float
@@ -56,14 +57,20 @@ def _division(cx: Ctx):
     if op == "TruncateDiv":
         q = cx.op("Div", [a, b])
         return cx.op("Mul", [cx.op("Sign", [q]), cx.op("Floor", [cx.op("Abs", [q])])], shape=shape)
-    if op == "TruncateMod":
+    if op in ("TruncateMod", "Mod"):
         return cx.op("Mod", [a, b], {"fmod": 1}, shape=shape)  # the sign of the dividend, as C's fmod
     if op == "FloorDiv" and floating:
         return cx.op("Floor", [cx.op("Div", [a, b])], shape=shape)
     if op == "FloorMod" and not floating:
         return cx.op("Mod", [a, b], {"fmod": 0}, shape=shape)  # the sign of the divisor, as TF
     if op == "FloorMod":
-        return cx.op("Sub", [a, cx.op("Mul", [cx.op("Floor", [cx.op("Div", [a, b])]), b])], shape=shape)
+        # As TF computes it: fmod, plus the divisor where the signs of the remainder and the divisor differ
+        # (a - floor(a / b) * b loses the remainder's low bits when a / b is large).
+        r = cx.op("Mod", [a, b], {"fmod": 1})
+        zero = cx.scalar_like(0.0, a, "zero")
+        differ = cx.op("Xor", [cx.op("Less", [b, zero], dtype=BOOL), cx.op("Less", [r, zero], dtype=BOOL)])
+        fix = cx.op("And", [differ, cx.op("Not", [cx.op("Equal", [r, zero], dtype=BOOL)])])
+        return cx.op("Where", [fix, cx.op("Add", [r, b]), r], dtype=a.dtype, shape=shape)
     # Integer FloorDiv: a - floor_mod(a, b) is a multiple of b, so ONNX's truncating Div is exact on it.
     return cx.op("Div", [cx.op("Sub", [a, cx.op("Mod", [a, b], {"fmod": 0})]), b], shape=shape)
 
@@ -274,3 +281,52 @@ def _cumsum(cx: Ctx):
     return cx.op("CumSum", [cx.input(0), cx.as_i64(1)],
                  {"exclusive": int(bool(cx.attr("exclusive", False))), "reverse": int(bool(cx.attr("reverse", False)))},
                  shape=cx.out_type().shape)
+
+
+@converts("MatrixBandPart")
+def _band_part(cx: Ctx):
+    """Zero what lies outside the band: a constant mask when the matrix size and band are known, else one
+    computed from the row and column indices."""
+    x = cx.input(0)
+    lower, upper = cx.const(1), cx.const(2)
+    dims = x.shape.dims
+    zero = cx.scalar_like(0, x, "zero")
+    if dims is not None and len(dims) >= 2 and None not in dims[-2:] and lower is not None and upper is not None:
+        lo, up = int(lower), int(upper)
+        diff = np.arange(dims[-2])[:, None] - np.arange(dims[-1])[None, :]
+        mask = ((lo < 0) | (diff <= lo)) & ((up < 0) | (-diff <= up))
+        return cx.op("Where", [cx.constant(mask, "band"), x, zero], dtype=x.dtype, shape=cx.out_type().shape)
+    shape = cx.op("Shape", [x], dtype=I64)
+    one = cx.constant(np.array(1, np.int64), "one")
+    zero_i = cx.constant(np.array(0, np.int64), "zero_i")
+
+    def index(axis):
+        n = cx.op("Squeeze", [cx.op("Slice", [shape, cx.i64([axis]), cx.i64([axis + 1 or INT64_MAX])]), cx.i64([0])])
+        return cx.op("Range", [zero_i, n, one], dtype=I64)
+
+    diff = cx.op("Sub", [cx.unsqueeze(index(-2), [1]), index(-1)])
+    lo, up = cx.as_i64(1), cx.as_i64(2)
+
+    def within(d, bound):
+        return cx.op("Or", [cx.op("Less", [bound, zero_i], dtype=BOOL), cx.op("LessOrEqual", [d, bound], dtype=BOOL)])
+
+    mask = cx.op("And", [within(diff, lo), within(cx.op("Neg", [diff]), up)])
+    return cx.op("Where", [mask, x, zero], dtype=x.dtype, shape=cx.out_type().shape)
+
+
+@converts("ScatterNd", "TensorScatterUpdate", "TensorScatterAdd", "TensorScatterMax", "TensorScatterMin")
+def _scatter_nd(cx: Ctx):
+    """ScatterND; TF's ScatterNd sums duplicate indices into zeros (reduction add, op set 16)."""
+    reduction = {"ScatterNd": "add", "TensorScatterAdd": "add", "TensorScatterMax": "max",
+                 "TensorScatterMin": "min"}.get(cx.op_type)
+    need = {"add": 16, "max": 18, "min": 18}.get(reduction, 13)
+    if cx.opset < need:
+        raise cx.fail(f"needs op set {need}")
+    if cx.op_type == "ScatterNd":
+        dt = cx.out_type().dtype
+        data = cx.op("ConstantOfShape", [cx.as_i64(2)], {"value": Tensor.from_array(np.zeros(1, dt.np))}, dtype=dt)
+        idx, upd = cx.as_i64(0), cx.input(1)
+    else:
+        data, idx, upd = cx.input(0), cx.as_i64(1), cx.input(2)
+    return cx.op("ScatterND", [data, idx, upd], {"reduction": reduction} if reduction else {},
+                 dtype=upd.dtype, shape=cx.out_type().shape)

@@ -327,7 +327,7 @@ def _layer_norm(cx: Ctx):
 
 
 # ------------------------------------------------------------------------------------------ resizing
-@converts("ResizeBilinear", "ResizeNearestNeighbor")
+@converts("ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic")
 def _resize(cx: Ctx):
     x = cx.to_nchw(cx.input(0))
     size = cx.as_i64(1)
@@ -335,8 +335,13 @@ def _resize(cx: Ctx):
                 shape=Shape([2]))
     sizes = cx.op("Concat", [n_c, size], {"axis": 0}, shape=Shape([4]))
     align, half = bool(cx.attr("align_corners", False)), bool(cx.attr("half_pixel_centers", False))
-    bilinear = cx.op_type == "ResizeBilinear"
-    attrs = {"mode": "linear" if bilinear else "nearest"}
+    bilinear = cx.op_type in ("ResizeBilinear", "ResizeBicubic")
+    attrs = {"mode": {"ResizeBilinear": "linear", "ResizeBicubic": "cubic"}.get(cx.op_type, "nearest")}
+    if cx.op_type == "ResizeBicubic":
+        # TF's legacy kernel uses a = -0.75; with half-pixel centers Keys' a = -0.5
+        attrs["cubic_coeff_a"] = -0.5 if half else -0.75
+        if half:
+            attrs["exclude_outside"] = 1
     if align:
         attrs["coordinate_transformation_mode"] = "align_corners"
     elif half:
