@@ -103,6 +103,10 @@ CONV_TRANSPOSE = [
     case(conv_transpose((3, 3, 4, 3), [10, 12], 2, "VALID"), [1, 4, 5, 3], id="convT-valid-extra"),
     case(conv_transpose((2, 2, 4, 3), [8, 10], 2, "SAME"), [None, 4, 5, 3], id="convT-dynamic-batch"),
     case(conv_transpose((3, 3, 4, 3), [5, 6], 1, "SAME"), [2, 5, 6, 3], id="convT-stride1"),
+    case(conv_transpose((3, 3, 4, 3), [7, 9], 2, "SAME"), [1, None, None, 3], feeds=[rand(1, 4, 5, 3)],
+         id="convT-same-dynamic-spatial"),
+    case(conv_transpose((3, 3, 4, 3), [9, 11], 2, "VALID"), [1, None, None, 3], feeds=[rand(1, 4, 5, 3)],
+         id="convT-valid-dynamic-spatial"),
 ]
 
 POOL = [
@@ -141,7 +145,9 @@ def resize(method, size, align, half):
     return lambda x: op(images=x, size=size, align_corners=align, half_pixel_centers=half)
 
 
-RESIZE = [case(resize(m, size, a, h), [None, 5, 7, 2], id=f"resize-{m}-{size[0]}x{size[1]}-{tag}")
+RESIZE = [case(lambda x, y: tf.image.resize(x, tf.shape(y)[1:3]), [None, 5, 7, 2], [1, 8, 9],
+               id="resize-dynamic-size")]
+RESIZE += [case(resize(m, size, a, h), [None, 5, 7, 2], id=f"resize-{m}-{size[0]}x{size[1]}-{tag}")
           for m in ("bilinear", "nearest") for size in ([10, 14], [7, 3], [1, 1], [5, 7])
           for a, h, tag in ((False, False, "asymmetric"), (True, False, "align"), (False, True, "half"))]
 
@@ -298,6 +304,27 @@ def test_lowered_graph_converts():
     assert rep.ok, rep.format()
 
 
+def test_fused_batch_matmul():
+    """oneDNN's _MklFusedBatchMatMulV2 (attention scores: scaled and masked), as lower-onednn emits it."""
+    from graphir.frontends.tf import from_graph_def
+
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.placeholder(F32, [None, 2, 3, 4], name="x0")
+        tf.compat.v1.placeholder(F32, [None, 2, 5, 4], name="x1")
+        tf.constant(np.float32(0.5), name="scale")
+        tf.compat.v1.placeholder(F32, [None, 1, 1, 5], name="x2")
+    gd = g.as_graph_def()
+    nd = gd.node.add()
+    nd.name, nd.op = "out0", "_MklFusedBatchMatMulV2"
+    nd.input.extend(["x0", "x1", "scale", "x2"])
+    nd.attr["T"].type = tf.float32.as_datatype_enum
+    nd.attr["adj_y"].b = True
+    nd.attr["num_args"].i = 2
+    nd.attr["fused_ops"].list.s.extend([b"Mul", b"Add"])
+    check(from_graph_def(gd, inputs=["x0", "x1", "x2"], outputs=["out0"]))
+
+
 def test_layer_norm():
     from graphir.frontends.tf import from_graph_def
 
@@ -367,7 +394,10 @@ UNARY = [case(lambda x, f=f: f(x), [3, 4], id=name) for name, f in [
     ("is-nan", lambda x: tf.math.is_nan(tf.sqrt(x))), ("is-inf", lambda x: tf.math.is_inf(1 / tf.round(x))),
     ("is-finite", lambda x: tf.math.is_finite(tf.math.log(x))),
     ("identity", lambda x: tf.stop_gradient(tf.identity(x))), ("add-n", lambda x: tf.add_n([x, x * 2, x])),
-    ("bias-add", lambda x: tf.nn.bias_add(x, rand(4))), ("cast-int", lambda x: tf.cast(x * 3, I32)),
+    ("bias-add", lambda x: tf.nn.bias_add(x, rand(4))),
+    ("bias-add-nchw", lambda x: tf.nn.bias_add(tf.reshape(x, [1, 3, 2, 2]), rand(3), data_format="NCHW")),
+    ("cast-from-bool", lambda x: tf.cast(x > 0, F32)), ("inv", lambda x: tf.raw_ops.Inv(x=x + 3.)),
+    ("identity-n", lambda x: tf.identity_n([x, x * 2])), ("cast-int", lambda x: tf.cast(x * 3, I32)),
     ("cast-bool", lambda x: tf.cast(tf.round(x), BOOL)), ("cast-f16", lambda x: tf.cast(x, tf.float16)),
     ("atan2", lambda x: tf.atan2(x, x[::-1])),
     ("select-vector", lambda x: tf.raw_ops.Select(condition=x[:, 0] > 0, x=x, y=-x)),
@@ -391,6 +421,8 @@ MATMUL = [
     case(lambda x, y: tf.raw_ops.BatchMatMulV3(x=x, y=y, Tout=F32), [None, 3, 4], [4, 5], id="bmm-v3"),
     case(lambda x, y: tf.einsum("bij,bjk->bik", x, y), [2, 3, 4], [2, 4, 5], id="einsum"),
     case(lambda x: tf.einsum("bhqd,dk->bhqk", x, B), [2, 2, 3, 4], id="einsum-const"),
+    case(lambda x, y: tf.einsum("...ij,...jk->...ik", x, y), [2, 3, 4], [2, 4, 5], id="einsum-ellipsis"),
+    case(lambda x, y: tf.raw_ops.BatchMatMul(x=x, y=y, adj_y=True), [2, 3, 4], [2, 5, 4], id="bmm-v1"),
 ]
 
 
@@ -427,6 +459,7 @@ ARRAY = [
     case(lambda x: tf.transpose(x, [2, 0, 1]), [2, 3, 4], id="transpose"),
     case(lambda x, y: tf.concat([x, y, x], -1), [2, 3], [2, 1], id="concat-negative-axis"),
     case(lambda x: tf.concat([x], 0), [2, 3], id="concat-one"),
+    case(lambda x, y: tf.raw_ops.Concat(concat_dim=1, values=[x, y]), [2, 3], [2, 2], id="concat-v1"),
     case(lambda x, y: tf.stack([x, y], -1), [2, 3], [2, 3], id="pack-last"),
     case(lambda x, y: tf.stack([x, y], 0), [2, 3], [2, 3], id="pack-first"),
     case(lambda x: tf.stack([x], 1), [2, 3], id="pack-one"),
@@ -465,6 +498,7 @@ ARRAY = [
     case(lambda x: tf.nn.relu(conv((3, 3, 3, 4))(x))[..., 1:3], [None, 5, 6, 3], id="ss-ellipsis-after-conv"),
     case(lambda x: tf.gather(x, [2, 0, 1, 2], axis=1), [2, 3, 4], id="gather-axis1"),
     case(lambda x, i: tf.gather(x, i), [4, 3], [2, 5], dtypes=[F32, I32], id="gather-indices"),
+    case(lambda x, i: tf.raw_ops.Gather(params=x, indices=i), [4, 3], [5], dtypes=[F32, I32], id="gather-v1"),
     case(lambda x: tf.gather(x, -1 + tf.zeros([2], I32) + 2, axis=-1), [2, 3], id="gather-negative-axis"),
     case(lambda x: tf.gather_nd(x, [[0, 1], [1, 2]]), [2, 3, 4], id="gather-nd"),
     case(lambda x: tf.reverse(x, [0, -1]), [2, 3, 4], id="reverse"),
@@ -491,6 +525,8 @@ ARRAY = [
     case(lambda x: tf.split(x, 2, axis=-1), [2, 3, 4], id="split-negative-axis"),
     case(lambda x: tf.split(x, [1, -1, 2], axis=1), [2, 6], id="splitv-minus-one"),
     case(lambda x: tf.split(x, [1, 2], axis=0), [3, 2], id="splitv"),
+    case(lambda x: tf.split(x, 2, axis=1), [2, None], feeds=[rand(2, 6)], id="split-dynamic-op13", opset=13),
+    case(lambda x: tf.split(x, 2, axis=1), [2, None], feeds=[rand(2, 6)], id="split-dynamic-op18", opset=18),
     case(lambda i: tf.one_hot(i, 4), [5], dtypes=[I32], feeds=[np.array([0, 3, -1, 2, 5], np.int32)],
          id="one-hot-out-of-range"),
     case(lambda i: tf.one_hot(i, 3, on_value=2.0, off_value=-1.0, axis=0), [2, 2], dtypes=[I32], id="one-hot-axis0"),
