@@ -109,7 +109,14 @@ CONV_TRANSPOSE = [
          id="convT-valid-dynamic-spatial"),
 ]
 
+W3 = rand(3, 2, 3, 4, 5, scale=0.3)
 POOL = [
+    case(lambda x: tf.nn.conv3d(x, W3, [1, 2, 1, 2, 1], "SAME"), [None, 5, 6, 7, 4], id="conv3d-same"),
+    case(lambda x: tf.nn.conv3d(x, W3, [1, 1, 1, 1, 1], "VALID", dilations=[1, 2, 1, 1, 1]), [1, 5, 6, 7, 4],
+         id="conv3d-valid-dilated"),
+    case(lambda x: tf.nn.max_pool3d(x, 3, 2, "SAME"), [None, 5, 6, 7, 2], id="maxpool3d-same"),
+    case(lambda x: tf.nn.avg_pool3d(x, [2, 3, 2], [1, 2, 2], "SAME"), [1, 5, 6, 7, 2], id="avgpool3d-same"),
+    case(lambda x: tf.nn.avg_pool3d(x, 2, 2, "VALID"), [1, 5, 6, 7, 2], id="avgpool3d-valid"),
     case(lambda x: tf.nn.max_pool2d(x, 3, 2, "SAME"), [None, 7, 8, 3], id="maxpool-same"),
     case(lambda x: tf.nn.max_pool2d(x, 3, 2, "VALID"), [1, 7, 8, 3], id="maxpool-valid"),
     case(lambda x: tf.nn.avg_pool2d(x, 3, 2, "SAME"), [None, 7, 8, 3], id="avgpool-same"),
@@ -555,9 +562,9 @@ def test_array(fn, shapes, dtypes, opset, feeds):
 
 
 def test_unconvertible_ops_are_named_in_one_error():
-    g = build(lambda x: tf.raw_ops.Conv3D(input=tf.math.lgamma(x), filter=rand(1, 1, 1, 2, 2),
-                                          strides=[1] * 5, padding="SAME"), [[1, 2, 2, 2, 2]], prune=True)
-    with pytest.raises(ExportError, match=r"no conversion for TensorFlow ops Conv3D, Lgamma$"):
+    g = build(lambda x: tf.raw_ops.Dilation2D(input=tf.math.lgamma(x), filter=rand(2, 2, 2), strides=[1] * 4,
+                                              rates=[1] * 4, padding="SAME"), [[1, 3, 3, 2]], prune=True)
+    with pytest.raises(ExportError, match=r"no conversion for TensorFlow ops Dilation2D, Lgamma$"):
         graphir.compile(g, passes="tf-to-onnx")
 
 

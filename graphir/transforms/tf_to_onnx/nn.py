@@ -42,7 +42,7 @@ def _pads(cx: Ctx, x: Value, kernel: Sequence[int], strides: Sequence[int], dila
     padding = cx.attr("padding", "VALID")
     padding = padding.decode() if isinstance(padding, bytes) else padding
     if padding == "VALID":
-        return {"pads": [0, 0, 0, 0]}
+        return {"pads": [0] * (2 * len(kernel))}
     if padding == "EXPLICIT":
         e = [int(p) for p in cx.attr("explicit_paddings", [])]
         if len(e) != 8:
@@ -52,10 +52,10 @@ def _pads(cx: Ctx, x: Value, kernel: Sequence[int], strides: Sequence[int], dila
     if padding != "SAME":
         raise cx.fail(f"padding {padding} is not supported")
     dims = x.shape.dims
-    if dims is None or dims[2] is None or dims[3] is None:
+    if dims is None or None in dims[2:]:
         return {"auto_pad": "SAME_UPPER"}  # TF's SAME puts the odd pixel at the end, as SAME_UPPER does
     before, after = [], []
-    for size, k, s, d in zip(dims[2:4], kernel, strides, dilations):
+    for size, k, s, d in zip(dims[2:], kernel, strides, dilations):
         out = -(-size // s)
         total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
         before.append(total // 2)
@@ -283,6 +283,44 @@ def _fused_conv(cx: Ctx):
         bias, args, ops = args[0], args[1:], ops[1:]
     y = _conv(cx, depthwise, bias)
     return _out(cx, _fused_epilogue(cx, y, ops, args, nchw_args=True))
+
+
+# ------------------------------------------------------------------------------------------ 3-D
+def _ncdhw(cx: Ctx) -> bool:
+    fmt = cx.attr("data_format", "NDHWC")
+    fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+    if fmt not in ("NDHWC", "NCDHW"):
+        raise cx.fail(f"data_format {fmt} is not supported for ONNX export")
+    return fmt == "NCDHW"
+
+
+def _dhw(cx: Ctx, key: str) -> list[int]:
+    v = [int(x) for x in cx.attr(key) or [1] * 5]
+    return v[2:] if _ncdhw(cx) else v[1:4]
+
+
+@converts("Conv3D", "MaxPool3D", "AvgPool3D")
+def _conv3d(cx: Ctx):
+    first = _ncdhw(cx)
+    x = cx.input(0) if first else cx.transpose(cx.input(0), (0, 4, 1, 2, 3))
+    strides = _dhw(cx, "strides")
+    if cx.op_type == "Conv3D":
+        w = cx.need_const(1, "the filter")
+        kernel, dilations = [int(k) for k in w.shape[:3]], _dhw(cx, "dilations")
+        attrs = {"kernel_shape": kernel, "strides": strides, "dilations": dilations,
+                 **_pads(cx, x, kernel, strides, dilations)}
+        c = x.shape.dims[1] if x.shape.rank == 5 else None
+        if c is not None and c != w.shape[3]:
+            attrs["group"] = int(c // w.shape[3])
+        filt = cx.constant(np.ascontiguousarray(np.transpose(w, (4, 3, 0, 1, 2))), "filter")
+        y = cx.op("Conv", [x, filt], attrs)
+    else:
+        kernel = _dhw(cx, "ksize")
+        attrs = {"kernel_shape": kernel, "strides": strides, **_pads(cx, x, kernel, strides, [1, 1, 1])}
+        if cx.op_type == "AvgPool3D":
+            attrs["count_include_pad"] = 0
+        y = cx.op("MaxPool" if cx.op_type == "MaxPool3D" else "AveragePool", [x], attrs)
+    return y if first else cx.transpose(y, (0, 2, 3, 4, 1))
 
 
 # ------------------------------------------------------------------------------------------ pooling
