@@ -69,6 +69,7 @@ CONV = [
     case(conv((3, 3, 3, 4), 2, [[0, 0], [1, 2], [0, 3], [0, 0]]), [None, 7, 8, 3], id="conv-explicit"),
     case(conv((1, 1, 3, 4)), [None, None, None, 3], id="conv-1x1-dynamic-spatial"),
     case(conv((3, 3, 3, 4), 2), [None, None, None, 3], id="conv-same-dynamic-spatial"),
+    case(conv((5, 5, 3, 2), 1, "SAME", 2), [None, None, None, 3], id="conv-same-dilated-dynamic-spatial"),
     case(conv((3, 3, 2, 4)), [1, 6, 6, 4], id="conv-grouped"),
     case(lambda x, w: tf.nn.conv2d(x, w, 1, "SAME"), [1, 6, 6, 3], [3, 3, 3, 2], id="conv-filter-input"),
 ]
@@ -143,7 +144,8 @@ ACT = [case(lambda x, f=f: f(x), [2, 3, 4], id=name) for name, f in [
     ("relu", tf.nn.relu), ("relu6", lambda x: tf.nn.relu6(x * 5)), ("elu", tf.nn.elu), ("selu", tf.nn.selu),
     ("softplus", tf.nn.softplus), ("softsign", tf.nn.softsign), ("sigmoid", tf.sigmoid), ("tanh", tf.tanh),
     ("leaky-relu", lambda x: tf.nn.leaky_relu(x, 0.3)), ("softmax", tf.nn.softmax),
-    ("log-softmax", tf.nn.log_softmax), ("erf", tf.math.erf), ("erfc", tf.math.erfc)]]
+    ("log-softmax", tf.nn.log_softmax), ("softplus-large", lambda x: tf.nn.softplus(x * 100)),
+    ("sigmoid-large", lambda x: tf.sigmoid(x * 100)), ("elu-large", lambda x: tf.nn.elu(x * 100)), ("erf", tf.math.erf), ("erfc", tf.math.erfc)]]
 
 
 def resize(method, size, align, half):
@@ -373,6 +375,8 @@ BINARY = [case(lambda x, y, f=f: f(x, y), [2, 3, 4], [3, 4], id=name) for name, 
     ("not-equal", lambda x, y: tf.not_equal(tf.round(x), tf.round(y))), ("greater", tf.greater),
     ("greater-equal", tf.greater_equal), ("less", tf.less), ("less-equal", tf.less_equal),
     ("logical", lambda x, y: tf.logical_or(tf.logical_and(x > 0, y > 0), tf.logical_not(x > y))),
+    ("div-no-nan", lambda x, y: tf.math.divide_no_nan(x, y * tf.cast(x > 0, F32))),
+    ("mul-no-nan", lambda x, y: tf.math.multiply_no_nan(x / y * tf.cast(y > 0, F32), y * tf.cast(x > 0, F32))),
     ("floordiv-float", tf.math.floordiv), ("floormod-float", tf.math.floormod),
     ("floormod-large", lambda x, y: tf.math.floormod(x * 1000, y)), ("mod-float", lambda x, y: tf.raw_ops.Mod(x=x, y=y)),
     ("div-float", lambda x, y: tf.raw_ops.Div(x=x, y=y)), ("clip", lambda x, y: tf.clip_by_value(x, -0.5, 0.5)),
@@ -509,6 +513,8 @@ ARRAY = [
     case(lambda x: tf.gather(x, -1 + tf.zeros([2], I32) + 2, axis=-1), [2, 3], id="gather-negative-axis"),
     case(lambda x: tf.gather_nd(x, [[0, 1], [1, 2]]), [2, 3, 4], id="gather-nd"),
     case(lambda x: tf.reverse(x, [0, -1]), [2, 3, 4], id="reverse"),
+    case(lambda x: tf.roll(x, [1, -7, 2], [0, 2, 0]), [4, 3, 5], id="roll"),
+    case(lambda x: tf.roll(x, 3, 1), [None, 3], id="roll-full-turn"),
     case(lambda x: tf.pad(x, [[0, 1], [2, 0], [1, 1]]), [2, 3, 4], id="pad"),
     case(lambda x: tf.pad(x, [[0, 1], [2, 0]], constant_values=1.5), [2, 3], id="padv2"),
     case(lambda x: tf.pad(x, [[1, 1], [2, 1]], "REFLECT"), [3, 4], id="mirror-pad-reflect"),

@@ -376,3 +376,32 @@ def _where(cx: Ctx):
     nz = cx.op("NonZero", [cx.input(0)], dtype=I64)
     return cx.cast(cx.op("Transpose", [nz], {"perm": [1, 0]}, dtype=I64), cx.out_type().dtype)
 
+
+
+@converts("Roll")
+def _roll(cx: Ctx):
+    """tf.roll by constant shifts: per axis, the last ``shift`` entries (mod the dim) move to the front, a
+    Concat of two Slices (the dim need not be known for a shift that is a multiple of it... it must be)."""
+    x = cx.input(0)
+    shifts = [int(v) for v in cx.need_const(1, "the shifts").reshape(-1)]
+    axes = [int(v) for v in cx.need_const(2, "the axes").reshape(-1)]
+    if len(axes) != len(shifts):  # a scalar shift applies to every axis
+        shifts = shifts * len(axes)
+    dims = cx.out_type().shape.dims
+    total = {}
+    for shift, axis in zip(shifts, axes):
+        axis = _norm(axis, len(dims) if dims is not None else None, cx)
+        total[axis] = total.get(axis, 0) + shift  # TF adds the shifts of a repeated axis
+    y = x
+    for axis, shift in total.items():
+        n = dims[axis] if dims is not None else None
+        if n is None:
+            raise cx.fail("rolling needs the rolled dims to be known")
+        k = shift % n if n else 0
+        if k == 0:
+            continue
+        ax = cx.i64([axis])
+        tail = cx.op("Slice", [y, cx.i64([n - k]), cx.i64([INT64_MAX]), ax])
+        head = cx.op("Slice", [y, cx.i64([0]), cx.i64([n - k]), ax])
+        y = cx.op("Concat", [tail, head], {"axis": axis})
+    return y if y is not x else cx.op("Identity", [x])

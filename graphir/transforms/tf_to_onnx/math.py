@@ -330,3 +330,13 @@ def _scatter_nd(cx: Ctx):
         data, idx, upd = cx.input(0), cx.as_i64(1), cx.input(2)
     return cx.op("ScatterND", [data, idx, upd], {"reduction": reduction} if reduction else {},
                  dtype=upd.dtype, shape=cx.out_type().shape)
+
+
+@converts("DivNoNan", "MulNoNan")
+def _no_nan(cx: Ctx):
+    """x / y (x * y) where y is not zero, else 0 (even for an infinite or NaN x)."""
+    x, y = cx.input(0), cx.input(1)
+    r = cx.op("Div" if cx.op_type == "DivNoNan" else "Mul", [x, y])
+    zero = cx.scalar_like(0.0, y, "zero")
+    return cx.op("Where", [cx.op("Equal", [y, zero], dtype=BOOL), zero, r], dtype=x.dtype,
+                 shape=cx.out_type().shape)

@@ -53,6 +53,12 @@ def _pads(cx: Ctx, x: Value, kernel: Sequence[int], strides: Sequence[int], dila
         raise cx.fail(f"padding {padding} is not supported")
     dims = x.shape.dims
     if dims is None or None in dims[2:]:
+        if all(s == 1 for s in strides):
+            # Stride 1 pads (k - 1) * d whatever the size; ONNX Runtime refuses SAME_UPPER with dilations.
+            total = [(k - 1) * d for k, d in zip(kernel, dilations)]
+            return {"pads": [t // 2 for t in total] + [t - t // 2 for t in total]}
+        if any(d != 1 for d in dilations):
+            raise cx.fail("SAME padding with strides and dilations needs a known spatial size")
         return {"auto_pad": "SAME_UPPER"}  # TF's SAME puts the odd pixel at the end, as SAME_UPPER does
     before, after = [], []
     for size, k, s, d in zip(dims[2:], kernel, strides, dilations):
