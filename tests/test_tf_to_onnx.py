@@ -134,6 +134,12 @@ def batch_norm(x):
 
 
 NORM = [
+    case(lambda x: tf.raw_ops.FusedBatchNorm(x=x, scale=rand(4) + 1, offset=rand(4), mean=rand(4),
+                                             variance=np.abs(rand(4)) + .5, is_training=False)[0], [2, 3, 3, 4],
+         id="fused-batch-norm-v1"),
+    case(lambda x: tf.raw_ops.FusedBatchNormV2(x=x, scale=rand(4) + 1, offset=rand(4), mean=rand(4),
+                                               variance=np.abs(rand(4)) + .5, is_training=False)[0], [2, 3, 3, 4],
+         id="fused-batch-norm-v2"),
     case(batch_norm, [None, 5, 6, 4], id="fused-batch-norm"),
     case(lambda x, s, o, m, v: tf.raw_ops.FusedBatchNormV3(x=x, scale=s, offset=o, mean=m, variance=tf.abs(v),
                                                             is_training=False)[0],
@@ -408,7 +414,14 @@ UNARY = [case(lambda x, f=f: f(x), [3, 4], id=name) for name, f in [
     ("bias-add", lambda x: tf.nn.bias_add(x, rand(4))),
     ("bias-add-nchw", lambda x: tf.nn.bias_add(tf.reshape(x, [1, 3, 2, 2]), rand(3), data_format="NCHW")),
     ("cast-from-bool", lambda x: tf.cast(x > 0, F32)), ("inv", lambda x: tf.raw_ops.Inv(x=x + 3.)),
-    ("identity-n", lambda x: tf.identity_n([x, x * 2])), ("cast-int", lambda x: tf.cast(x * 3, I32)),
+    ("identity-n", lambda x: tf.identity_n([x, x * 2])),
+    ("pass-through", lambda x: tf.raw_ops.Snapshot(input=tf.raw_ops.PreventGradient(input=tf.raw_ops.CheckNumerics(
+        tensor=tf.raw_ops.EnsureShape(input=x, shape=[3, 4]), message="m")))),
+    ("placeholder-with-default", lambda x: x + tf.raw_ops.PlaceholderWithDefault(input=rand(3, 4), shape=[3, 4])),
+    ("raw-add", lambda x: tf.raw_ops.Add(x=x, y=x)), ("bias-add-v1", lambda x: tf.raw_ops.BiasAddV1(value=x, bias=rand(4))),
+    ("clip-by-value", lambda x: tf.raw_ops.ClipByValue(t=x, clip_value_min=-0.5, clip_value_max=0.5)),
+    ("clip-by-value-tensors", lambda x: tf.raw_ops.ClipByValue(t=x, clip_value_min=-tf.abs(tf.reverse(x, [0])),
+                                                               clip_value_max=tf.abs(tf.reverse(x, [1])))), ("cast-int", lambda x: tf.cast(x * 3, I32)),
     ("cast-bool", lambda x: tf.cast(tf.round(x), BOOL)), ("cast-f16", lambda x: tf.cast(x, tf.float16)),
     ("atan2", lambda x: tf.atan2(x, x[::-1])),
     ("select-vector", lambda x: tf.raw_ops.Select(condition=x[:, 0] > 0, x=x, y=-x)),
@@ -526,7 +539,7 @@ ARRAY = [
     case(lambda x, y: [tf.cast(s, F32) for s in tf.raw_ops.ShapeN(input=[x, y])], [None, 3], [2, 2, 2],
          id="shape-n"),
     case(lambda x: tf.size(x), [None, 3, 4], id="size"),
-    case(lambda x: tf.rank(x), [None, 3], id="rank"),
+    case(lambda x: tf.raw_ops.Rank(input=x), [None, 3], id="rank"),
     case(lambda x: tf.fill(tf.shape(x), 2.5), [None, 3], id="fill"),
     case(lambda x: tf.fill([2, 3], tf.reduce_sum(x)), [None, 3], id="fill-value-input"),
     case(lambda x: tf.zeros_like(x) + tf.ones_like(x) * 2, [None, 3], id="zeros-ones-like"),
@@ -554,6 +567,7 @@ ARRAY = [
     case(lambda x, u: tf.tensor_scatter_nd_update(x, [[0, 1], [2, 2]], u), [3, 4], [2], id="tensor-scatter-update"),
     case(lambda x, u: tf.tensor_scatter_nd_add(x, [[0], [2], [0]], u), [3, 4], [3, 4], id="tensor-scatter-add"),
     case(lambda x, u: tf.tensor_scatter_nd_max(x, [[0], [2]], u), [3, 4], [2, 4], opset=18, id="tensor-scatter-max"),
+    case(lambda x, u: tf.tensor_scatter_nd_min(x, [[0], [2]], u), [3, 4], [2, 4], opset=18, id="tensor-scatter-min"),
     case(lambda x: tf.nn.depth_to_space(x, 2), [None, 2, 3, 8], id="depth-to-space"),
     case(lambda x: tf.nn.space_to_depth(x, 2), [None, 4, 6, 3], id="space-to-depth"),
     case(lambda x: tf.nn.local_response_normalization(x, 2, 1.5, 0.3, 0.75), [1, 3, 4, 8], id="lrn"),
@@ -574,6 +588,7 @@ def test_unconvertible_ops_are_named_in_one_error():
         graphir.compile(g, passes="tf-to-onnx")
 
 
+@pytest.mark.slow  # a TF import in a subprocess
 def test_unconvertible_ops_through_the_cli(tmp_path):
     g = tf.Graph()
     with g.as_default():
