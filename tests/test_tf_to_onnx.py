@@ -11,7 +11,6 @@ from conftest import build, run_cli
 from graphir.backends.onnx import to_model
 from graphir.runtime_check.check import check_graphs
 from graphir.transforms.tf_to_onnx import ExportError
-from graphir.transforms.tf_to_onnx.context import CONVERTERS
 
 RTOL, ATOL = 1e-4, 1e-5
 F32, I32, I64, BOOL = tf.float32, tf.int32, tf.int64, tf.bool
@@ -151,7 +150,8 @@ ACT = [case(lambda x, f=f: f(x), [2, 3, 4], id=name) for name, f in [
     ("softplus", tf.nn.softplus), ("softsign", tf.nn.softsign), ("sigmoid", tf.sigmoid), ("tanh", tf.tanh),
     ("leaky-relu", lambda x: tf.nn.leaky_relu(x, 0.3)), ("softmax", tf.nn.softmax),
     ("log-softmax", tf.nn.log_softmax), ("softplus-large", lambda x: tf.nn.softplus(x * 100)),
-    ("sigmoid-large", lambda x: tf.sigmoid(x * 100)), ("elu-large", lambda x: tf.nn.elu(x * 100)), ("erf", tf.math.erf), ("erfc", tf.math.erfc)]]
+    ("sigmoid-large", lambda x: tf.sigmoid(x * 100)), ("elu-large", lambda x: tf.nn.elu(x * 100)),
+    ("erf", tf.math.erf), ("erfc", tf.math.erfc)]]
 
 
 def resize(method, size, align, half):
@@ -209,12 +209,12 @@ def fused_graph(op, fused_ops, *, depthwise=False, matmul=False, batch=None, **a
     g = tf.Graph()
     with g.as_default():
         if matmul:
-            x = tf.compat.v1.placeholder(F32, [batch, 6], name="x0")
-            w = tf.constant(rand(6, 5), name="w")
+            tf.compat.v1.placeholder(F32, [batch, 6], name="x0")
+            tf.constant(rand(6, 5), name="w")
             cout = 5
         else:
-            x = tf.compat.v1.placeholder(F32, [batch, 7, 8, 3], name="x0")
-            w = tf.constant(rand(3, 3, 3, 2 if depthwise else 4, scale=0.3), name="w")
+            tf.compat.v1.placeholder(F32, [batch, 7, 8, 3], name="x0")
+            tf.constant(rand(3, 3, 3, 2 if depthwise else 4, scale=0.3), name="w")
             cout = 6 if depthwise else 4
         args = []
         for f in fused_ops:
@@ -290,8 +290,9 @@ def test_fused_matmul_transposed_weights():
 
     g = tf.Graph()
     with g.as_default():
-        x = tf.compat.v1.placeholder(F32, [None, 6], name="x0")
-        w, b = tf.constant(rand(5, 6), name="w"), tf.constant(rand(5), name="b")
+        tf.compat.v1.placeholder(F32, [None, 6], name="x0")
+        tf.constant(rand(5, 6), name="w")
+        tf.constant(rand(5), name="b")
     gd = g.as_graph_def()
     nd = gd.node.add()
     nd.name, nd.op = "out0", "_FusedMatMul"
@@ -301,7 +302,6 @@ def test_fused_matmul_transposed_weights():
     nd.attr["TArgs"].list.type.append(tf.float32.as_datatype_enum)
     nd.attr["transpose_b"].b = True
     nd.attr["fused_ops"].list.s.extend([b"BiasAdd", b"Relu"])
-    del x, b
     check(from_graph_def(gd, inputs=["x0"], outputs=["out0"]))
 
 
@@ -384,7 +384,8 @@ BINARY = [case(lambda x, y, f=f: f(x, y), [2, 3, 4], [3, 4], id=name) for name, 
     ("div-no-nan", lambda x, y: tf.math.divide_no_nan(x, y * tf.cast(x > 0, F32))),
     ("mul-no-nan", lambda x, y: tf.math.multiply_no_nan(x / y * tf.cast(y > 0, F32), y * tf.cast(x > 0, F32))),
     ("floordiv-float", tf.math.floordiv), ("floormod-float", tf.math.floormod),
-    ("floormod-large", lambda x, y: tf.math.floormod(x * 1000, y)), ("mod-float", lambda x, y: tf.raw_ops.Mod(x=x, y=y)),
+    ("floormod-large", lambda x, y: tf.math.floormod(x * 1000, y)),
+    ("mod-float", lambda x, y: tf.raw_ops.Mod(x=x, y=y)),
     ("div-float", lambda x, y: tf.raw_ops.Div(x=x, y=y)), ("clip", lambda x, y: tf.clip_by_value(x, -0.5, 0.5)),
     ("clip-tensors", lambda x, y: tf.clip_by_value(x, -tf.abs(y), tf.abs(y)))]]
 
@@ -392,7 +393,8 @@ INT_BINARY = [case(lambda x, y, f=f: f(x, y), [4, 5], [4, 5], dtypes=[I32, I32],
                    feeds=[ints(4, 5), nonzero_ints(4, 5)], id=name) for name, f in [
     ("floordiv-int", tf.math.floordiv), ("floormod-int", tf.math.floormod),
     ("div-int", lambda x, y: tf.raw_ops.Div(x=x, y=y)), ("truncatediv-int", tf.truncatediv),
-    ("truncatemod-int", tf.truncatemod), ("mod-int", lambda x, y: tf.raw_ops.Mod(x=x, y=y)), ("add-int", tf.add), ("maximum-int", tf.maximum)]]
+    ("truncatemod-int", tf.truncatemod), ("mod-int", lambda x, y: tf.raw_ops.Mod(x=x, y=y)), ("add-int", tf.add),
+    ("maximum-int", tf.maximum)]]
 
 BITWISE = [case(lambda x, y, f=f: f(x, y), [4], [4], dtypes=[I32, I32], opset=18,
                 feeds=[ints(4), ints(4)], id=name) for name, f in [
@@ -418,10 +420,12 @@ UNARY = [case(lambda x, f=f: f(x), [3, 4], id=name) for name, f in [
     ("pass-through", lambda x: tf.raw_ops.Snapshot(input=tf.raw_ops.PreventGradient(input=tf.raw_ops.CheckNumerics(
         tensor=tf.raw_ops.EnsureShape(input=x, shape=[3, 4]), message="m")))),
     ("placeholder-with-default", lambda x: x + tf.raw_ops.PlaceholderWithDefault(input=rand(3, 4), shape=[3, 4])),
-    ("raw-add", lambda x: tf.raw_ops.Add(x=x, y=x)), ("bias-add-v1", lambda x: tf.raw_ops.BiasAddV1(value=x, bias=rand(4))),
+    ("raw-add", lambda x: tf.raw_ops.Add(x=x, y=x)),
+    ("bias-add-v1", lambda x: tf.raw_ops.BiasAddV1(value=x, bias=rand(4))),
     ("clip-by-value", lambda x: tf.raw_ops.ClipByValue(t=x, clip_value_min=-0.5, clip_value_max=0.5)),
     ("clip-by-value-tensors", lambda x: tf.raw_ops.ClipByValue(t=x, clip_value_min=-tf.abs(tf.reverse(x, [0])),
-                                                               clip_value_max=tf.abs(tf.reverse(x, [1])))), ("cast-int", lambda x: tf.cast(x * 3, I32)),
+                                                               clip_value_max=tf.abs(tf.reverse(x, [1])))),
+    ("cast-int", lambda x: tf.cast(x * 3, I32)),
     ("cast-bool", lambda x: tf.cast(tf.round(x), BOOL)), ("cast-f16", lambda x: tf.cast(x, tf.float16)),
     ("atan2", lambda x: tf.atan2(x, x[::-1])),
     ("select-vector", lambda x: tf.raw_ops.Select(condition=x[:, 0] > 0, x=x, y=-x)),

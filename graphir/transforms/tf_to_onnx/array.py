@@ -380,8 +380,8 @@ def _where(cx: Ctx):
 
 @converts("Roll")
 def _roll(cx: Ctx):
-    """tf.roll by constant shifts: per axis, the last ``shift`` entries (mod the dim) move to the front, a
-    Concat of two Slices (the dim need not be known for a shift that is a multiple of it... it must be)."""
+    """tf.roll by constant shifts on dims of known size: per axis, the last ``shift`` entries (mod the dim)
+    move to the front, a Concat of two Slices."""
     x = cx.input(0)
     shifts = [int(v) for v in cx.need_const(1, "the shifts").reshape(-1)]
     axes = [int(v) for v in cx.need_const(2, "the axes").reshape(-1)]

@@ -162,7 +162,8 @@ def _bias_add(cx: Ctx):
     if fmt == "NCHW" and x.shape.rank not in (None, 1, 2):
         a = const_array(b)
         extra = [1] * (x.shape.rank - 2)
-        b = cx.constant(a.reshape(-1, *extra), "bias") if a is not None else cx.unsqueeze(b, list(range(1, 1 + len(extra))))
+        b = (cx.constant(a.reshape(-1, *extra), "bias") if a is not None
+             else cx.unsqueeze(b, list(range(1, 1 + len(extra)))))
     return cx.op("Add", [x, b], shape=cx.out_type().shape)
 
 
