@@ -565,6 +565,9 @@ ARRAY = [
     case(lambda x: tf.linalg.band_part(x, -1, 0), [2, 4, 5], id="band-part-lower"),
     case(lambda x: tf.linalg.band_part(x, 1, 2), [4, 5], id="band-part-band"),
     case(lambda x: tf.linalg.band_part(x, 0, -1), [None, None], id="band-part-dynamic"),
+    case(lambda x: tf.linalg.band_part(x > 0, -1, 0), [3, 4], id="band-part-bool"),
+    case(lambda x: tf.linalg.band_part(x > 0, 0, -1), [None, None], id="band-part-bool-dynamic"),
+    case(lambda x: tf.where(x[:1] > 0, x > 0.5, x < -0.5), [3, 4], id="select-bool"),
     case(lambda x, n: tf.linalg.band_part(x, n[0], n[1]), [3, 4], [2], dtypes=[F32, I64],
          feeds=[rand(3, 4), np.array([1, -1], np.int64)], id="band-part-dynamic-band"),
     case(lambda u: tf.scatter_nd([[1], [3], [1]], u, [5, 2]), [3, 2], id="scatter-nd-duplicates"),
@@ -585,6 +588,39 @@ def test_array(fn, shapes, dtypes, opset, feeds):
     run_case(fn, shapes, dtypes, opset, feeds)
 
 
+# ------------------------------------------------------------------------------------------ Keras layers
+def test_keras_layers_export():
+    """Layers whose TF graphs need several converters together: a dilated depthwise conv (SpaceToBatchND
+    around the conv), Conv2DTranspose (its output size packed from the dynamic batch), bilinear upsampling,
+    a causal Conv1D, and attention with a causal mask (MatrixBandPart on booleans), through the export
+    pipeline."""
+    import keras
+
+    L = keras.layers
+    inp = keras.Input((12, 12, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = L.DepthwiseConv2D(3, dilation_rate=2, padding="same")(x)
+    x = L.SeparableConv2D(8, 3, padding="same", activation="swish")(x)
+    x = L.Cropping2D(((1, 0), (0, 1)))(L.ZeroPadding2D(((1, 0), (0, 1)))(x))
+    x = L.Conv2DTranspose(6, 3, strides=2, padding="same")(x)
+    x = L.MaxPooling2D()(L.UpSampling2D(interpolation="bilinear")(x))
+    x = L.Conv2D(4, 3, strides=2, activation="gelu")(L.BatchNormalization()(x))
+    x = L.Conv1D(8, 3, padding="causal", dilation_rate=2)(L.Reshape((-1, 4))(x))
+    x = L.MultiHeadAttention(2, 4)(L.LayerNormalization()(x), x, use_causal_mask=True)
+    m = keras.Model(inp, L.Dense(3, activation="softmax")(L.GlobalAveragePooling1D()(x)))
+    rng = np.random.default_rng(0)
+    for w in m.weights:
+        w.assign(rng.standard_normal(w.shape).astype(np.float32) * 0.3 + (1.0 if "variance" in w.path else 0.0))
+    fn = tf.function(lambda t: m(t, training=False)).get_concrete_function(tf.TensorSpec([None, 12, 12, 3]))
+    g = graphir.load(fn)
+    assert {"SpaceToBatchND", "Conv2DBackpropInput", "MatrixBandPart", "ResizeBilinear"} <= set(g.op_histogram())
+    res = graphir.compile(g, export="onnx", opset=17)
+    onnx.checker.check_model(to_model(res.ir), full_check=True)
+    rep = check_graphs(g, res.ir, samples=2, rtol=RTOL, atol=ATOL)
+    assert rep.ok, rep.format()
+
+
+# ------------------------------------------------------------------------------------------ errors
 def test_unconvertible_ops_are_named_in_one_error():
     g = build(lambda x: tf.raw_ops.Dilation2D(input=tf.math.lgamma(x), filter=rand(2, 2, 2), strides=[1] * 4,
                                               rates=[1] * 4, padding="SAME"), [[1, 3, 3, 2]], prune=True)

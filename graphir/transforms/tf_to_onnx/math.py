@@ -178,7 +178,14 @@ def _select(cx: Ctx):
     c, a, b = cx.input(0), cx.input(1), cx.input(2)
     if cx.op_type == "Select" and c.shape.rank == 1 and (a.shape.rank or 0) > 1:
         c = cx.unsqueeze(c, list(range(1, a.shape.rank)))  # TF's Select picks whole rows by a vector
-    return cx.op("Where", [c, a, b], dtype=a.dtype, shape=cx.out_type().shape)
+    return where(cx, c, a, b, cx.out_type().shape)
+
+
+def where(cx: Ctx, c: Value, a: Value, b: Value, shape=None) -> Value:
+    """Where(c, a, b); on booleans (ONNX Runtime's Where has no bool kernel) as (c and a) or (not c and b)."""
+    if a.dtype is BOOL:
+        return cx.op("Or", [cx.op("And", [c, a]), cx.op("And", [cx.op("Not", [c]), b])], shape=shape)
+    return cx.op("Where", [c, a, b], dtype=a.dtype, shape=shape)
 
 
 @converts("ClipByValue")
@@ -296,7 +303,7 @@ def _band_part(cx: Ctx):
         lo, up = int(lower), int(upper)
         diff = np.arange(dims[-2])[:, None] - np.arange(dims[-1])[None, :]
         mask = ((lo < 0) | (diff <= lo)) & ((up < 0) | (-diff <= up))
-        return cx.op("Where", [cx.constant(mask, "band"), x, zero], dtype=x.dtype, shape=cx.out_type().shape)
+        return where(cx, cx.constant(mask, "band"), x, zero, cx.out_type().shape)
     shape = cx.op("Shape", [x], dtype=I64)
     one = cx.constant(np.array(1, np.int64), "one")
     zero_i = cx.constant(np.array(0, np.int64), "zero_i")
@@ -312,7 +319,7 @@ def _band_part(cx: Ctx):
         return cx.op("Or", [cx.op("Less", [bound, zero_i], dtype=BOOL), cx.op("LessOrEqual", [d, bound], dtype=BOOL)])
 
     mask = cx.op("And", [within(diff, lo), within(cx.op("Neg", [diff]), up)])
-    return cx.op("Where", [mask, x, zero], dtype=x.dtype, shape=cx.out_type().shape)
+    return where(cx, mask, x, zero, cx.out_type().shape)
 
 
 @converts("ScatterNd", "TensorScatterUpdate", "TensorScatterAdd", "TensorScatterMax", "TensorScatterMin")
