@@ -560,6 +560,9 @@ ARRAY = [
     case(lambda i: tf.one_hot(i, 4), [5], dtypes=[I32], feeds=[np.array([0, 3, -1, 2, 5], np.int32)],
          id="one-hot-out-of-range"),
     case(lambda i: tf.one_hot(i, 3, on_value=2.0, off_value=-1.0, axis=0), [2, 2], dtypes=[I32], id="one-hot-axis0"),
+    case(lambda i: tf.one_hot(i, 4, axis=1), [2, 3], dtypes=[I64], feeds=[np.array([[0, 3, 9], [-2, 1, 2]])],
+         id="one-hot-axis1-i64"),
+    case(lambda i: tf.one_hot(i, 3, on_value=True, off_value=False), [4], dtypes=[I32], id="one-hot-bool"),
     case(lambda x: tf.math.top_k(x, 3), [2, 6], id="top-k"),
     case(lambda x: tf.cast(tf.where(x > 0), I32), [3, 4], id="where"),
     case(lambda x: tf.linalg.band_part(x, -1, 0), [2, 4, 5], id="band-part-lower"),
@@ -581,6 +584,23 @@ ARRAY = [
     case(lambda x: tf.space_to_batch_nd(x, [2, 2], [[1, 1], [2, 0]]), [1, 4, 4, 3], id="space-to-batch"),
     case(lambda x: tf.batch_to_space(x, [2, 2], [[0, 1], [1, 0]]), [4, 3, 3, 2], id="batch-to-space"),
 ]
+
+
+# Integer and boolean tensors through ops whose ONNX Runtime kernels cover only some types.
+ARRAY += [case(lambda i, f=f: f(i), [3, 4], dtypes=[I32], feeds=[ints(3, 4)], id=name) for name, f in [
+    ("int-cumsum", lambda i: tf.cumsum(i, 1)), ("int-top-k", lambda i: tf.math.top_k(i, 2)),
+    ("int-select", lambda i: tf.where(i > 0, i, -i)), ("int-argmax", lambda i: tf.argmax(i, 1)),
+    ("int-pad-tile", lambda i: tf.tile(tf.pad(i, [[1, 0], [0, 2]], constant_values=5), [2, 1])),
+    ("int-reductions", lambda i: [tf.reduce_max(i, 1), tf.reduce_min(i, 0), tf.reduce_prod(i, 1),
+                                  tf.reduce_mean(i, 0)]),
+    ("int-clip", lambda i: tf.clip_by_value(i, -2, 3)), ("int-abs-neg-sign", lambda i: tf.sign(-tf.abs(i))),
+    ("int-matmul", lambda i: tf.matmul(i, tf.transpose(i))), ("int-square", tf.square),
+    ("bool-tensors", lambda i: tf.math.logical_xor(tf.tile(tf.concat([i > 0, i < 0], 0), [1, 2]),
+                                              tf.gather(tf.pad(i > 1, [[0, 3], [0, 4]]), [0, 1, 2, 3, 4, 5]))),
+    ("bool-reshape-transpose", lambda i: tf.transpose(tf.reshape(i > 0, [2, 6])) | tf.ones([6, 2], BOOL)),
+    ("int-one-hot-range", lambda i: tf.one_hot(i[0] % 4, 4, dtype=I32) + tf.range(4)),
+    ("int-equal", lambda i: tf.cast(tf.equal(i, tf.reverse(i, [1])), I32)),
+]]
 
 
 @pytest.mark.parametrize("fn,shapes,dtypes,opset,feeds", ARRAY)

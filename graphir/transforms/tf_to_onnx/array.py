@@ -352,15 +352,21 @@ def _split(cx: Ctx):
 
 @converts("OneHot")
 def _one_hot(cx: Ctx):
-    """ONNX's OneHot counts negative indices from the end, TF's gives them all-off rows: they become
-    ``depth``, out of range for both. Indices and depth are int64 (the types ONNX Runtime implements)."""
-    off_on = cx.op("Concat", [cx.unsqueeze(cx.input(3), [0]), cx.unsqueeze(cx.input(2), [0])], {"axis": 0})
-    depth = cx.as_i64(1)
+    """indices == range(depth), laid along ``axis``, selects on_value over off_value. Not ONNX's OneHot: it
+    counts negative indices from the end (TF gives them all-off rows) and ONNX Runtime implements it for a few
+    type combinations only."""
     idx = cx.as_i64(0)
-    idx = cx.op("Where", [cx.op("Less", [idx, cx.constant(np.array(0, np.int64), "zero")], dtype=BOOL), depth, idx],
-                dtype=I64)
-    return cx.op("OneHot", [idx, depth, off_on], {"axis": int(cx.attr("axis", -1))},
-                 dtype=cx.out_type().dtype, shape=cx.out_type().shape)
+    rank = idx.shape.rank
+    if rank is None:
+        raise cx.fail("the indices' rank must be known")
+    axis = int(cx.attr("axis", -1))
+    axis = rank if axis == -1 else axis
+    depth = cx.op("Reshape", [cx.as_i64(1), cx.i64([])], shape=Shape([]))
+    positions = cx.op("Range", [cx.constant(np.array(0, np.int64), "zero"), depth,
+                                cx.constant(np.array(1, np.int64), "one")], dtype=I64)
+    positions = cx.op("Reshape", [positions, cx.i64([-1] + [1] * (rank - axis))])
+    hot = cx.op("Equal", [cx.unsqueeze(idx, [axis]), positions], dtype=BOOL)
+    return cx.where(hot, cx.input(2), cx.input(3), cx.out_type().shape)
 
 
 @converts("TopKV2")

@@ -172,6 +172,12 @@ class Ctx:
             return self.op(op, [v, self.i64(list(axes))], attrs)
         return self.op(op, [v], {**attrs, "axes": [int(a) for a in axes]})
 
+    def where(self, c: Value, a: Value, b: Value, shape: Optional[Shape] = None) -> Value:
+        """Where(c, a, b); on booleans (ONNX Runtime has no bool Where kernel) as (c and a) or (not c and b)."""
+        if a.dtype is BOOL:
+            return self.op("Or", [self.op("And", [c, a]), self.op("And", [self.op("Not", [c]), b])], shape=shape)
+        return self.op("Where", [c, a, b], dtype=a.dtype, shape=shape)
+
     def scalar_like(self, value: float, like: Value, name: str = "scalar") -> Value:
         return self.constant(np.array(value, dtype=like.dtype.np), name)
 

@@ -178,14 +178,8 @@ def _select(cx: Ctx):
     c, a, b = cx.input(0), cx.input(1), cx.input(2)
     if cx.op_type == "Select" and c.shape.rank == 1 and (a.shape.rank or 0) > 1:
         c = cx.unsqueeze(c, list(range(1, a.shape.rank)))  # TF's Select picks whole rows by a vector
-    return where(cx, c, a, b, cx.out_type().shape)
+    return cx.where(c, a, b, cx.out_type().shape)
 
-
-def where(cx: Ctx, c: Value, a: Value, b: Value, shape=None) -> Value:
-    """Where(c, a, b); on booleans (ONNX Runtime's Where has no bool kernel) as (c and a) or (not c and b)."""
-    if a.dtype is BOOL:
-        return cx.op("Or", [cx.op("And", [c, a]), cx.op("And", [cx.op("Not", [c]), b])], shape=shape)
-    return cx.op("Where", [c, a, b], dtype=a.dtype, shape=shape)
 
 
 @converts("ClipByValue")
@@ -303,7 +297,7 @@ def _band_part(cx: Ctx):
         lo, up = int(lower), int(upper)
         diff = np.arange(dims[-2])[:, None] - np.arange(dims[-1])[None, :]
         mask = ((lo < 0) | (diff <= lo)) & ((up < 0) | (-diff <= up))
-        return where(cx, cx.constant(mask, "band"), x, zero, cx.out_type().shape)
+        return cx.where(cx.constant(mask, "band"), x, zero, cx.out_type().shape)
     shape = cx.op("Shape", [x], dtype=I64)
     one = cx.constant(np.array(1, np.int64), "one")
     zero_i = cx.constant(np.array(0, np.int64), "zero_i")
@@ -319,7 +313,7 @@ def _band_part(cx: Ctx):
         return cx.op("Or", [cx.op("Less", [bound, zero_i], dtype=BOOL), cx.op("LessOrEqual", [d, bound], dtype=BOOL)])
 
     mask = cx.op("And", [within(diff, lo), within(cx.op("Neg", [diff]), up)])
-    return where(cx, mask, x, zero, cx.out_type().shape)
+    return cx.where(mask, x, zero, cx.out_type().shape)
 
 
 @converts("ScatterNd", "TensorScatterUpdate", "TensorScatterAdd", "TensorScatterMax", "TensorScatterMin")
