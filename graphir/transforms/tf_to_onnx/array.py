@@ -194,9 +194,19 @@ def _vector(cx: Ctx, entries: list):
 
 @converts("GatherV2", "Gather", "ResourceGather")
 def _gather(cx: Ctx):
-    if int(cx.attr("batch_dims", 0) or 0) != 0:
-        raise cx.fail("batch_dims != 0 has no ONNX Gather form")
     axis = _axis(cx, 2) if cx.op_type == "GatherV2" else 0
+    batch_dims = int(cx.attr("batch_dims", 0) or 0)
+    if batch_dims:
+        rank = cx.input(1).shape.rank
+        if rank is None:
+            raise cx.fail("batch_dims needs the indices' rank")
+        batch_dims = batch_dims + rank if batch_dims < 0 else batch_dims
+        if _norm(axis, cx.input(0).shape.rank, cx) != batch_dims:
+            raise cx.fail("batch_dims with a gather axis after the batch dims has no ONNX conversion")
+        # Gathering right after the batch dims picks one index per batch entry: GatherND of the indices as
+        # 1-element index tuples.
+        idx = cx.unsqueeze(cx.as_i64(1), [rank])
+        return cx.op("GatherND", [cx.input(0), idx], {"batch_dims": batch_dims}, shape=cx.out_type().shape)
     return cx.op("Gather", [cx.input(0), cx.input(1)], {"axis": axis}, shape=cx.out_type().shape)
 
 
