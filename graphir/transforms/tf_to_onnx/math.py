@@ -1,4 +1,5 @@
-"""Converters of TF's math ops: elementwise (as tables), matrix products, reductions, casts, selects."""
+"""Converters of TF's math ops: elementwise (as tables), divisions with TF's rounding, matrix products,
+reductions, casts, selects, band masks and scatters."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,7 @@
-"""Converters of TF's neural-network ops: convolutions (plain, depthwise, transposed, and the fused forms
-with their epilogues), pooling, batch and layer normalization, activations, softmax and resizing.
+"""Converters of TF's neural-network ops: convolutions (plain, depthwise, transposed, 3-D, and the fused
+forms with their epilogues), pooling, batch and layer normalization, LRN, activations, softmax, resizing,
+and the block moves (DepthToSpace / SpaceToDepth, SpaceToBatchND / BatchToSpaceND, which TF wraps
+around dilated convolutions).
 
 TF's are NHWC, ONNX's NCHW: each layout-sensitive op is wrapped in transposes (onnx-transpose-sink
 removes the pairs that meet). Constant filters are rearranged at conversion time (HWIO -> OIHW).
