@@ -611,6 +611,20 @@ def test_array(fn, shapes, dtypes, opset, feeds):
     run_case(fn, shapes, dtypes, opset, feeds)
 
 
+def test_every_converter_has_a_case():
+    """Each converter function is reached by some case above (an op type sharing a tested converter, like
+    the _Mkl* spellings of the fused ops, counts): a converter added without a case fails here."""
+    from graphir.transforms.tf_to_onnx.context import CONVERTERS
+
+    seen = {p.values[0] for p in FUSED} | {"_MklLayerNorm", "_MklFusedBatchMatMulV2"}
+    for p in CONV + DEPTHWISE + CONV_TRANSPOSE + POOL + NORM + ACT + RESIZE + BINARY + INT_BINARY + BITWISE \
+            + UNARY + MATMUL + REDUCE + ARRAY:
+        fn, shapes, dtypes = p.values[:3]
+        seen |= set(build(fn, shapes, dtypes, prune=True).op_histogram())
+    covered = {CONVERTERS[op] for op in seen if op in CONVERTERS}
+    assert sorted(op for op, fn in CONVERTERS.items() if fn not in covered) == []
+
+
 # ------------------------------------------------------------------------------------------ Keras layers
 def test_keras_layers_export():
     """Layers whose TF graphs need several converters together: a dilated depthwise conv (SpaceToBatchND
