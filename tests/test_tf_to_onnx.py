@@ -611,6 +611,44 @@ def test_array(fn, shapes, dtypes, opset, feeds):
     run_case(fn, shapes, dtypes, opset, feeds)
 
 
+def strip_default_attrs(g):
+    """Drop every attribute that has its OpDef default value, as SavedModels are written."""
+    from graphir.dialects.tf_opdefs import _op_def
+    from graphir.frontends.tf.attrs import convert_attr
+
+    n_stripped = 0
+    for n in g.nodes():
+        od = _op_def(n.op_type)
+        for a in od.attr if od is not None else ():
+            if a.HasField("default_value") and a.name in n.attrs and n.attrs[a.name] == convert_attr(a.default_value):
+                del n.attrs[a.name]
+                n_stripped += 1
+    assert n_stripped
+    return g
+
+
+STRIPPED = [
+    case(lambda x: tf.raw_ops.FusedBatchNormV3(x=x, scale=rand(4) + 1, offset=rand(4), mean=rand(4),
+                                               variance=np.abs(rand(4)) * 1e-3, epsilon=1e-4,
+                                               is_training=False)[0], [2, 3, 3, 4], id="batch-norm-epsilon"),
+    case(lambda x: tf.nn.leaky_relu(x, 0.2), [3, 4], id="leaky-relu-alpha"),
+    case(lambda x: tf.nn.max_pool2d(tf.nn.conv2d(x, W[(3, 3, 3, 4)], 1, "SAME"), 2, 2, "VALID"), [1, 6, 6, 3],
+         id="conv-pool"),
+    case(depthwise((3, 3, 3, 2), 2), [1, 7, 9, 3], id="depthwise"),
+    case(resize("bilinear", [10, 14], False, False), [1, 5, 7, 2], id="resize"),
+    case(lambda x, y: tf.matmul(x, y), [3, 4], [4, 5], id="matmul"),
+    case(lambda x: x[1:, ::2], [3, 5], id="strided-slice"),
+    case(lambda x: [tf.squeeze(x[:, :1]), tf.cumsum(x, 1), tf.argmax(x, 1)], [3, 4], id="squeeze-cumsum-argmax"),
+    case(lambda i: tf.one_hot(i, 4), [5], dtypes=[I32], id="one-hot"),
+    case(lambda x: tf.unstack(x) + [tf.stack([x, x])], [2, 3], id="pack-unpack"),
+]
+
+
+@pytest.mark.parametrize("fn,shapes,dtypes,opset,feeds", STRIPPED)
+def test_default_attributes_come_from_the_op_def(fn, shapes, dtypes, opset, feeds):
+    check(strip_default_attrs(build(fn, shapes, dtypes, prune=True)), opset)
+
+
 def test_every_converter_has_a_case():
     """Each converter function is reached by some case above (an op type sharing a tested converter, like
     the _Mkl* spellings of the fused ops, counts): a converter added without a case fails here."""
