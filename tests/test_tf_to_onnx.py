@@ -271,6 +271,10 @@ FUSED = (
                     id="matmul-gelu-opset20"),
        pytest.param("_FusedMatMul", ["BiasAdd", "GeluExact"], {"matmul": True, "opset": 20},
                     id="matmul-gelu-exact-opset20")]
+    + [pytest.param("_FusedConv2D", ["BiasAdd", a], {"opset": 13}, id=f"conv-{a}-opset13")
+       for a in ("_FusedHardSwish", "_MklSwish", "Mish", "Relu6")]
+    + [pytest.param("_FusedMatMul", ["BiasAdd", a], {"matmul": True, "opset": 13}, id=f"matmul-{a}-opset13")
+       for a in ("GeluExact", "GeluApproximate")]
 )
 
 

@@ -97,7 +97,9 @@ def activation(cx: Ctx, name: str, y: Value, alpha: Optional[float] = None) -> V
     if name == "Mish":
         return cx.op("Mul", [y, cx.op("Tanh", [cx.op("Softplus", [y], shape=y.shape)], shape=y.shape)], shape=y.shape)
     if name in ("HardSwish", "_FusedHardSwish"):
-        return cx.op("HardSwish", [y], shape=y.shape)
+        if cx.opset >= 14:
+            return cx.op("HardSwish", [y], shape=y.shape)
+        return cx.op("Mul", [y, cx.op("HardSigmoid", [y], {"alpha": 1 / 6, "beta": 0.5})], shape=y.shape)
     if name == "GeluExact":
         if cx.opset >= 20:
             return cx.op("Gelu", [y], shape=y.shape)
