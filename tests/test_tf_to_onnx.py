@@ -519,6 +519,8 @@ ARRAY = [
     case(lambda x: x[-2::-1, 1::-1], [4, 5], id="ss-negative-begin-stride"),
     case(lambda x: tf.strided_slice(x, [1, 0], [0, 5], [1, 1], begin_mask=1, end_mask=1), [4, 5],
          id="ss-masks-override"),
+    case(lambda x: tf.strided_slice(x, [2, 1], [0, 0], [1, 1], begin_mask=1, shrink_axis_mask=3), [4, 5],
+         id="ss-begin-mask-ignored-on-shrunk-dims"),
     case(lambda x, y: tf.strided_slice(x, [0, 0], tf.stack([0, tf.shape(y)[1]]), [1, 1], begin_mask=3, end_mask=1),
          [2, 6, 3], [2, None], id="ss-dynamic-end"),
     case(lambda x, y: tf.strided_slice(x, tf.stack([tf.shape(y)[0] - 4, 1]), [0, 2], [1, 1], end_mask=1,
