@@ -89,6 +89,18 @@ def _refine_types(graph: Graph) -> None:
             graph.set_output_types(node, new)
 
 
+def _keep_tf_shape(graph: Graph, old, new) -> None:
+    """Give ``new`` (what stands for TF's ``old``) TF's shape where its own is less known, so the converters
+    of later nodes see their operands' shapes (ONNX shape inference only runs after the conversion)."""
+    if new.node is None or new.node.domain != DOMAIN or new.dtype is not old.dtype or old.shape.rank is None:
+        return
+    if new.shape.rank is None or _more_known(old.type, new.type):
+        types = [v.type for v in new.node.outputs]
+        types[new.index] = TensorType(new.dtype, _merge_dims(old.type, new.type) if new.shape.rank is not None
+                                      else old.shape)
+        graph.set_output_types(new.node, types)
+
+
 def _more_known(a: TensorType, b: TensorType) -> bool:
     """``a`` knows a dim (or the rank) that ``b`` does not."""
     if a.shape.rank is None:
@@ -150,6 +162,7 @@ class TFToONNX(Pass):
         for p in graph.outputs:
             out_names.setdefault(id(p.value), p.name)
         converted = 0
+        consts: set[str] = set()
         for node in order:
             if node.domain != TF or node in done:
                 continue
@@ -157,32 +170,36 @@ class TFToONNX(Pass):
                 graph.remove_control_input(node, c)
             for u in graph.control_users(node):
                 graph.remove_control_input(u, node)
-            news = self._convert(graph, node)
+            news = self._convert(graph, node, consts)
             for old, new in zip(node.outputs, news):
-                if new.node is not None and new.node.domain == DOMAIN and _more_known(old.type, new.type):
-                    # TF's shape inference knew more: later converters (padding, groups) use it.
-                    graph.set_output_types(new.node, [old.type if v is new else v.type for v in new.node.outputs])
                 want = out_names.get(id(old), old.name)
                 if new.node is not None and new.node.domain == DOMAIN and new._name is not None \
                         and new.name.startswith(node.name + "/"):
                     graph.set_value_name(new, unique_value_name(graph, want))
+                _keep_tf_shape(graph, old, new)
                 graph.replace_all_uses_with(old, new)
             graph.remove_node(node, forward_control=False)
             converted += 1
+        # Constants a converter read at conversion time (filters, shapes, axes) are left unread.
+        for v in list(graph.initializers.values()):
+            if v.name in consts and not graph.has_uses(v) and not graph.is_output(v):
+                graph.remove_initializer(v)
         for k in [k for k in graph.attrs if k.startswith("tf.")]:
             del graph.attrs[k]
         graph.attrs["onnx.producer_name"] = "graphir"
         _refine_types(graph)
         return PassResult.of(converted=converted)
 
-    def _convert(self, graph: Graph, node):
+    def _convert(self, graph: Graph, node, consts: set):
         if node.op_type == "Placeholder":
             return [graph.add_argument(unique_value_name(graph, node.outputs[0].name), node.outputs[0].type)]
         if node.op_type == "Const":
             t = node.const_value()
             if t is None:
                 raise ExportError(f"{node.name} (Const): no value")
-            return [graph.add_initializer(unique_value_name(graph, node.outputs[0].name), t)]
+            v = graph.add_initializer(unique_value_name(graph, node.outputs[0].name), t)
+            consts.add(v.name)
+            return [v]
         if node.op_type in DROPPED:
             return []
         out = CONVERTERS[node.op_type](Ctx(graph, node, self.opset))

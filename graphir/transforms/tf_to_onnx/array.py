@@ -114,13 +114,26 @@ def _bits(mask: int, n: int) -> list[bool]:
 
 @converts("StridedSlice")
 def _strided_slice(cx: Ctx):
+    """One ONNX Slice over the dims the spec slices, then Squeeze (shrink_axis) and Unsqueeze (new_axis).
+    Strides must be constants (their signs pick what a mask means); begin and end may be tensors (a
+    sequence-length slice of a positional table), read entry by entry."""
     x = cx.input(0)
-    b, e, s = (cx.need_const(i, "slice bounds") for i in (1, 2, 3))
-    b, e, s = (a.astype(np.int64).reshape(-1).tolist() for a in (b, e, s))
-    n = len(b)
+    s = cx.need_const(3, "the strides").astype(np.int64).reshape(-1).tolist()
+    n = len(s)
+    bounds = []
+    for i in (1, 2):
+        c = cx.const(i)
+        bounds.append(c.astype(np.int64).reshape(-1).tolist() if c is not None else cx.as_i64(i))
+    b, e = bounds
     bm, em, ell, new, shrink = (_bits(int(cx.attr(k, 0)), n) for k in
                                 ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask"))
     rank = x.shape.rank
+
+    def entry(bound, i):
+        if isinstance(bound, list):
+            return bound[i]
+        return cx.op("Slice", [bound, cx.i64([i]), cx.i64([i + 1])], shape=Shape([1]))
+
     consumed = sum(1 for i in range(n) if not ell[i] and not new[i])
     ell_dims = 0  # without an ellipsis, the dims after the spec are taken whole
     if any(ell):
@@ -138,19 +151,22 @@ def _strided_slice(cx: Ctx):
             unsqueeze.append(out)
             out += 1
             continue
-        start, end, step = b[i], e[i], s[i]
+        step = s[i]
         if step == 0:
             raise cx.fail("a zero stride")
+        start = (0 if step > 0 else INT64_MAX) if bm[i] and not shrink[i] else entry(b, i)
         if shrink[i]:
-            end, step = (INT64_MAX if start == -1 else start + 1), 1
+            step = 1
+            if isinstance(start, int):
+                end = INT64_MAX if start == -1 else start + 1
+            else:
+                end = cx.op("Where", [cx.op("Equal", [start, cx.i64([-1])], dtype=BOOL), cx.i64([INT64_MAX]),
+                                      cx.op("Add", [start, cx.i64([1])])], dtype=I64, shape=Shape([1]))
             squeeze.append(d)
         else:
-            if bm[i]:
-                start = 0 if step > 0 else INT64_MAX
-            if em[i]:
-                end = INT64_MAX if step > 0 else INT64_MIN
+            end = (INT64_MAX if step > 0 else INT64_MIN) if em[i] else entry(e, i)
             out += 1
-        if not (start == 0 and end == INT64_MAX and step == 1):
+        if not (isinstance(start, int) and isinstance(end, int) and start == 0 and end == INT64_MAX and step == 1):
             starts.append(start)
             ends.append(end)
             axes.append(d)
@@ -158,7 +174,7 @@ def _strided_slice(cx: Ctx):
         d += 1
     y = x
     if axes:
-        y = cx.op("Slice", [x, cx.i64(starts), cx.i64(ends), cx.i64(axes), cx.i64(steps)])
+        y = cx.op("Slice", [x, _vector(cx, starts), _vector(cx, ends), cx.i64(axes), cx.i64(steps)])
     if squeeze:
         y = cx.squeeze(y, squeeze)
     if unsqueeze:
@@ -168,11 +184,29 @@ def _strided_slice(cx: Ctx):
     return y
 
 
+def _vector(cx: Ctx, entries: list):
+    """An int64 vector of ``entries`` (ints and [1]-shaped values)."""
+    if all(isinstance(v, int) for v in entries):
+        return cx.i64(entries)
+    parts = [cx.i64([v]) if isinstance(v, int) else v for v in entries]
+    return parts[0] if len(parts) == 1 else cx.op("Concat", parts, {"axis": 0}, dtype=I64, shape=Shape([len(parts)]))
+
+
 @converts("GatherV2", "Gather", "ResourceGather")
 def _gather(cx: Ctx):
-    if int(cx.attr("batch_dims", 0) or 0) != 0:
-        raise cx.fail("batch_dims != 0 has no ONNX Gather form")
     axis = _axis(cx, 2) if cx.op_type == "GatherV2" else 0
+    batch_dims = int(cx.attr("batch_dims", 0) or 0)
+    if batch_dims:
+        rank = cx.input(1).shape.rank
+        if rank is None:
+            raise cx.fail("batch_dims needs the indices' rank")
+        batch_dims = batch_dims + rank if batch_dims < 0 else batch_dims
+        if _norm(axis, cx.input(0).shape.rank, cx) != batch_dims:
+            raise cx.fail("batch_dims with a gather axis after the batch dims has no ONNX conversion")
+        # Gathering right after the batch dims picks one index per batch entry: GatherND of the indices as
+        # 1-element index tuples.
+        idx = cx.unsqueeze(cx.as_i64(1), [rank])
+        return cx.op("GatherND", [cx.input(0), idx], {"batch_dims": batch_dims}, shape=cx.out_type().shape)
     return cx.op("Gather", [cx.input(0), cx.input(1)], {"axis": axis}, shape=cx.out_type().shape)
 
 
@@ -208,10 +242,32 @@ def _pad(cx: Ctx):
     elif cx.op_type == "MirrorPad":
         mode = cx.attr("mode", "REFLECT")
         mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode == "SYMMETRIC":
+            return _symmetric_pad(cx, x, p)
         if mode != "REFLECT":
             raise cx.fail(f"MirrorPad mode {mode} has no ONNX equivalent")
         attrs["mode"] = "reflect"
     return cx.op("Pad", ins, attrs, shape=cx.out_type().shape)
+
+
+def _symmetric_pad(cx: Ctx, x, p):
+    """ONNX's Pad has no edge-repeating reflection: per padded axis, concatenate the reversed leading and
+    trailing slices around the input."""
+    if p is None:
+        raise cx.fail("SYMMETRIC paddings must be constants for ONNX export")
+    y = x
+    for axis, (before, after) in enumerate(p.astype(np.int64).tolist()):
+        if not before and not after:
+            continue
+        parts = [y]
+        ax = cx.i64([axis])
+        step = cx.i64([-1])
+        if before:
+            parts.insert(0, cx.op("Slice", [y, cx.i64([before - 1]), cx.i64([INT64_MIN]), ax, step]))
+        if after:
+            parts.append(cx.op("Slice", [y, cx.i64([-1]), cx.i64([-after - 1]), ax, step]))
+        y = cx.op("Concat", parts, {"axis": axis})
+    return y if y is not x else cx.op("Identity", [x])
 
 
 # ------------------------------------------------------------------------------------------ shapes
@@ -306,10 +362,21 @@ def _split(cx: Ctx):
 
 @converts("OneHot")
 def _one_hot(cx: Ctx):
-    off_on = cx.op("Concat", [cx.unsqueeze(cx.input(3), [0]), cx.unsqueeze(cx.input(2), [0])], {"axis": 0})
-    depth = cx.as_i64(1)
-    return cx.op("OneHot", [cx.input(0), depth, off_on], {"axis": int(cx.attr("axis", -1))},
-                 dtype=cx.out_type().dtype, shape=cx.out_type().shape)
+    """indices == range(depth), laid along ``axis``, selects on_value over off_value. Not ONNX's OneHot: it
+    counts negative indices from the end (TF gives them all-off rows) and ONNX Runtime implements it for a few
+    type combinations only."""
+    idx = cx.as_i64(0)
+    rank = idx.shape.rank
+    if rank is None:
+        raise cx.fail("the indices' rank must be known")
+    axis = int(cx.attr("axis", -1))
+    axis = rank if axis == -1 else axis
+    depth = cx.op("Reshape", [cx.as_i64(1), cx.i64([])], shape=Shape([]))
+    positions = cx.op("Range", [cx.constant(np.array(0, np.int64), "zero"), depth,
+                                cx.constant(np.array(1, np.int64), "one")], dtype=I64)
+    positions = cx.op("Reshape", [positions, cx.i64([-1] + [1] * (rank - axis))])
+    hot = cx.op("Equal", [cx.unsqueeze(idx, [axis]), positions], dtype=BOOL)
+    return cx.where(hot, cx.input(2), cx.input(3), cx.out_type().shape)
 
 
 @converts("TopKV2")
@@ -325,3 +392,32 @@ def _where(cx: Ctx):
     nz = cx.op("NonZero", [cx.input(0)], dtype=I64)
     return cx.cast(cx.op("Transpose", [nz], {"perm": [1, 0]}, dtype=I64), cx.out_type().dtype)
 
+
+
+@converts("Roll")
+def _roll(cx: Ctx):
+    """tf.roll by constant shifts on dims of known size: per axis, the last ``shift`` entries (mod the dim)
+    move to the front, a Concat of two Slices."""
+    x = cx.input(0)
+    shifts = [int(v) for v in cx.need_const(1, "the shifts").reshape(-1)]
+    axes = [int(v) for v in cx.need_const(2, "the axes").reshape(-1)]
+    if len(axes) != len(shifts):  # a scalar shift applies to every axis
+        shifts = shifts * len(axes)
+    dims = cx.out_type().shape.dims
+    total = {}
+    for shift, axis in zip(shifts, axes):
+        axis = _norm(axis, len(dims) if dims is not None else None, cx)
+        total[axis] = total.get(axis, 0) + shift  # TF adds the shifts of a repeated axis
+    y = x
+    for axis, shift in total.items():
+        n = dims[axis] if dims is not None else None
+        if n is None:
+            raise cx.fail("rolling needs the rolled dims to be known")
+        k = shift % n if n else 0
+        if k == 0:
+            continue
+        ax = cx.i64([axis])
+        tail = cx.op("Slice", [y, cx.i64([n - k]), cx.i64([INT64_MAX]), ax])
+        head = cx.op("Slice", [y, cx.i64([0]), cx.i64([n - k]), ax])
+        y = cx.op("Concat", [tail, head], {"axis": axis})
+    return y if y is not x else cx.op("Identity", [x])

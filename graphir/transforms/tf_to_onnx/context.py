@@ -11,6 +11,7 @@ back (``cx.to_nchw`` / ``cx.to_nhwc``); onnx-transpose-sink then removes the pai
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
@@ -48,6 +49,18 @@ def converts(*ops: str):
     return deco
 
 
+@lru_cache(maxsize=None)
+def _op_def_default(op_type: str, key: str):
+    from ...dialects.tf_opdefs import _op_def
+    from ...frontends.tf.attrs import convert_attr
+
+    od = _op_def(op_type)
+    for a in od.attr if od is not None else ():
+        if a.name == key and a.HasField("default_value"):
+            return convert_attr(a.default_value)
+    return None
+
+
 def perm_shape(shape: Shape, perm: Sequence[int]) -> Shape:
     if shape.dims is None or len(shape.dims) != len(perm):
         return Shape(None)
@@ -73,7 +86,12 @@ class Ctx:
         return self.node.op_type
 
     def attr(self, key: str, default=None):
-        return self.node.attrs.get(key, default)
+        """The node's attribute ``key``; absent, TF's OpDef default (SavedModels strip attributes that have
+        their default value), else ``default``."""
+        if key in self.node.attrs:
+            return self.node.attrs[key]
+        d = _op_def_default(self.op_type, key)
+        return default if d is None else d
 
     def input(self, i: int) -> Value:
         v = self.node.inputs[i]
@@ -171,6 +189,12 @@ class Ctx:
         if axes_input:
             return self.op(op, [v, self.i64(list(axes))], attrs)
         return self.op(op, [v], {**attrs, "axes": [int(a) for a in axes]})
+
+    def where(self, c: Value, a: Value, b: Value, shape: Optional[Shape] = None) -> Value:
+        """Where(c, a, b); on booleans (ONNX Runtime has no bool Where kernel) as (c and a) or (not c and b)."""
+        if a.dtype is BOOL:
+            return self.op("Or", [self.op("And", [c, a]), self.op("And", [self.op("Not", [c]), b])], shape=shape)
+        return self.op("Where", [c, a, b], dtype=a.dtype, shape=shape)
 
     def scalar_like(self, value: float, like: Value, name: str = "scalar") -> Value:
         return self.constant(np.array(value, dtype=like.dtype.np), name)

@@ -1,4 +1,5 @@
-"""Converters of TF's math ops: elementwise (as tables), matrix products, reductions, casts, selects."""
+"""Converters of TF's math ops: elementwise (as tables), divisions with TF's rounding, matrix products,
+reductions, casts, selects, band masks and scatters."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,8 @@ import numpy as np
 from ...dialects.onnx import dtype_to_onnx
 from ...ir import Value
 from ..patterns import const_array
-from .context import BOOL, I64, Ctx, converts
+from ...ir.types import Tensor
+from .context import BOOL, I64, INT64_MAX, Ctx, converts
 from .nn import _fused_epilogue
 
 # TF op -> ONNX op with the same operands and broadcasting (numpy rules on both sides).
@@ -44,20 +46,63 @@ def _not_equal(cx: Ctx):
     return cx.op("Not", [cx.op("Equal", [cx.input(0), cx.input(1)], dtype=BOOL)], shape=cx.out_type().shape)
 
 
-@converts("Div", "FloorDiv", "FloorMod", "TruncateDiv")
+@converts("Div", "FloorDiv", "FloorMod", "TruncateDiv", "TruncateMod", "Mod")
 def _division(cx: Ctx):
     a, b = cx.input(0), cx.input(1)
     floating = a.dtype.is_float
     shape = cx.out_type().shape
-    if cx.op_type == "Div" and floating or cx.op_type == "TruncateDiv" and not floating:
+    op = cx.op_type
+    # TF's integer Div truncates toward zero, as ONNX's integer Div does.
+    if op == "Div" or op == "TruncateDiv" and not floating:
         return cx.op("Div", [a, b], shape=shape)
-    if cx.op_type == "FloorDiv" and floating:
+    if op == "TruncateDiv":
+        q = cx.op("Div", [a, b])
+        return cx.op("Mul", [cx.op("Sign", [q]), cx.op("Floor", [cx.op("Abs", [q])])], shape=shape)
+    if op in ("TruncateMod", "Mod"):
+        return cx.op("Mod", [a, b], {"fmod": 1}, shape=shape)  # the sign of the dividend, as C's fmod
+    if op == "FloorDiv" and floating:
         return cx.op("Floor", [cx.op("Div", [a, b])], shape=shape)
-    if cx.op_type == "FloorMod" and not floating:
+    if op == "FloorMod" and not floating:
         return cx.op("Mod", [a, b], {"fmod": 0}, shape=shape)  # the sign of the divisor, as TF
-    if cx.op_type == "FloorMod":
-        return cx.op("Sub", [a, cx.op("Mul", [cx.op("Floor", [cx.op("Div", [a, b])]), b])], shape=shape)
-    raise cx.fail(f"integer {cx.op_type} has no ONNX conversion")
+    if op == "FloorMod":
+        # As TF computes it: fmod, plus the divisor where the signs of the remainder and the divisor differ
+        # (a - floor(a / b) * b loses the remainder's low bits when a / b is large).
+        r = cx.op("Mod", [a, b], {"fmod": 1})
+        zero = cx.scalar_like(0.0, a, "zero")
+        differ = cx.op("Xor", [cx.op("Less", [b, zero], dtype=BOOL), cx.op("Less", [r, zero], dtype=BOOL)])
+        fix = cx.op("And", [differ, cx.op("Not", [cx.op("Equal", [r, zero], dtype=BOOL)])])
+        return cx.op("Where", [fix, cx.op("Add", [r, b]), r], dtype=a.dtype, shape=shape)
+    # Integer FloorDiv: a - floor_mod(a, b) is a multiple of b, so ONNX's truncating Div is exact on it.
+    return cx.op("Div", [cx.op("Sub", [a, cx.op("Mod", [a, b], {"fmod": 0})]), b], shape=shape)
+
+
+@converts("Erfc")
+def _erfc(cx: Ctx):
+    x = cx.input(0)
+    return cx.op("Sub", [cx.scalar_like(1.0, x, "one"), cx.op("Erf", [x])], shape=x.shape)
+
+
+@converts("IsInf", "IsFinite")
+def _is_inf(cx: Ctx):
+    x = cx.input(0)
+    inf = cx.op("IsInf", [x], dtype=BOOL, shape=x.shape)
+    if cx.op_type == "IsInf":
+        return inf
+    return cx.op("Not", [cx.op("Or", [inf, cx.op("IsNaN", [x], dtype=BOOL)])], shape=x.shape)
+
+
+@converts("Atan2")
+def _atan2(cx: Ctx):
+    """atan2(y, x) from Atan(y / x), moved to the right quadrant; x == 0 gives +-pi/2 (0 when y is 0 too)."""
+    y, x = cx.input(0), cx.input(1)
+    shape = cx.out_type().shape
+    zero = cx.scalar_like(0.0, x, "zero")
+    q = cx.op("Atan", [cx.op("Div", [y, x])])
+    y_neg = cx.op("Less", [y, zero], dtype=BOOL)
+    turn = cx.op("Where", [y_neg, cx.scalar_like(-np.pi, x, "minus_pi"), cx.scalar_like(np.pi, x, "pi")], dtype=x.dtype)
+    r = cx.op("Where", [cx.op("Less", [x, zero], dtype=BOOL), cx.op("Add", [q, turn]), q], dtype=x.dtype)
+    on_axis = cx.op("Mul", [cx.op("Sign", [y]), cx.scalar_like(np.pi / 2, x, "half_pi")])
+    return cx.op("Where", [cx.op("Equal", [x, zero], dtype=BOOL), on_axis, r], dtype=x.dtype, shape=shape)
 
 
 @converts("SquaredDifference")
@@ -118,7 +163,8 @@ def _bias_add(cx: Ctx):
     if fmt == "NCHW" and x.shape.rank not in (None, 1, 2):
         a = const_array(b)
         extra = [1] * (x.shape.rank - 2)
-        b = cx.constant(a.reshape(-1, *extra), "bias") if a is not None else cx.unsqueeze(b, list(range(1, 1 + len(extra))))
+        b = (cx.constant(a.reshape(-1, *extra), "bias") if a is not None
+             else cx.unsqueeze(b, list(range(1, 1 + len(extra)))))
     return cx.op("Add", [x, b], shape=cx.out_type().shape)
 
 
@@ -133,7 +179,8 @@ def _select(cx: Ctx):
     c, a, b = cx.input(0), cx.input(1), cx.input(2)
     if cx.op_type == "Select" and c.shape.rank == 1 and (a.shape.rank or 0) > 1:
         c = cx.unsqueeze(c, list(range(1, a.shape.rank)))  # TF's Select picks whole rows by a vector
-    return cx.op("Where", [c, a, b], dtype=a.dtype, shape=cx.out_type().shape)
+    return cx.where(c, a, b, cx.out_type().shape)
+
 
 
 @converts("ClipByValue")
@@ -236,4 +283,63 @@ def _arg_max(cx: Ctx):
 def _cumsum(cx: Ctx):
     return cx.op("CumSum", [cx.input(0), cx.as_i64(1)],
                  {"exclusive": int(bool(cx.attr("exclusive", False))), "reverse": int(bool(cx.attr("reverse", False)))},
+                 shape=cx.out_type().shape)
+
+
+@converts("MatrixBandPart")
+def _band_part(cx: Ctx):
+    """Zero what lies outside the band: a constant mask when the matrix size and band are known, else one
+    computed from the row and column indices."""
+    x = cx.input(0)
+    lower, upper = cx.const(1), cx.const(2)
+    dims = x.shape.dims
+    zero = cx.scalar_like(0, x, "zero")
+    if dims is not None and len(dims) >= 2 and None not in dims[-2:] and lower is not None and upper is not None:
+        lo, up = int(lower), int(upper)
+        diff = np.arange(dims[-2])[:, None] - np.arange(dims[-1])[None, :]
+        mask = ((lo < 0) | (diff <= lo)) & ((up < 0) | (-diff <= up))
+        return cx.where(cx.constant(mask, "band"), x, zero, cx.out_type().shape)
+    shape = cx.op("Shape", [x], dtype=I64)
+    one = cx.constant(np.array(1, np.int64), "one")
+    zero_i = cx.constant(np.array(0, np.int64), "zero_i")
+
+    def index(axis):
+        n = cx.op("Squeeze", [cx.op("Slice", [shape, cx.i64([axis]), cx.i64([axis + 1 or INT64_MAX])]), cx.i64([0])])
+        return cx.op("Range", [zero_i, n, one], dtype=I64)
+
+    diff = cx.op("Sub", [cx.unsqueeze(index(-2), [1]), index(-1)])
+    lo, up = cx.as_i64(1), cx.as_i64(2)
+
+    def within(d, bound):
+        return cx.op("Or", [cx.op("Less", [bound, zero_i], dtype=BOOL), cx.op("LessOrEqual", [d, bound], dtype=BOOL)])
+
+    mask = cx.op("And", [within(diff, lo), within(cx.op("Neg", [diff]), up)])
+    return cx.where(mask, x, zero, cx.out_type().shape)
+
+
+@converts("ScatterNd", "TensorScatterUpdate", "TensorScatterAdd", "TensorScatterMax", "TensorScatterMin")
+def _scatter_nd(cx: Ctx):
+    """ScatterND; TF's ScatterNd sums duplicate indices into zeros (reduction add, op set 16)."""
+    reduction = {"ScatterNd": "add", "TensorScatterAdd": "add", "TensorScatterMax": "max",
+                 "TensorScatterMin": "min"}.get(cx.op_type)
+    need = {"add": 16, "max": 18, "min": 18}.get(reduction, 13)
+    if cx.opset < need:
+        raise cx.fail(f"needs op set {need}")
+    if cx.op_type == "ScatterNd":
+        dt = cx.out_type().dtype
+        data = cx.op("ConstantOfShape", [cx.as_i64(2)], {"value": Tensor.from_array(np.zeros(1, dt.np))}, dtype=dt)
+        idx, upd = cx.as_i64(0), cx.input(1)
+    else:
+        data, idx, upd = cx.input(0), cx.as_i64(1), cx.input(2)
+    return cx.op("ScatterND", [data, idx, upd], {"reduction": reduction} if reduction else {},
+                 dtype=upd.dtype, shape=cx.out_type().shape)
+
+
+@converts("DivNoNan", "MulNoNan")
+def _no_nan(cx: Ctx):
+    """x / y (x * y) where y is not zero, else 0 (even for an infinite or NaN x)."""
+    x, y = cx.input(0), cx.input(1)
+    r = cx.op("Div" if cx.op_type == "DivNoNan" else "Mul", [x, y])
+    zero = cx.scalar_like(0.0, y, "zero")
+    return cx.op("Where", [cx.op("Equal", [y, zero], dtype=BOOL), zero, r], dtype=x.dtype,
                  shape=cx.out_type().shape)

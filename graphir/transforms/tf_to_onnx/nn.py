@@ -1,5 +1,7 @@
-"""Converters of TF's neural-network ops: convolutions (plain, depthwise, transposed, and the fused forms
-with their epilogues), pooling, batch and layer normalization, activations, softmax and resizing.
+"""Converters of TF's neural-network ops: convolutions (plain, depthwise, transposed, 3-D, and the fused
+forms with their epilogues), pooling, batch and layer normalization, LRN, activations, softmax, resizing,
+and the block moves (DepthToSpace / SpaceToDepth, SpaceToBatchND / BatchToSpaceND, which TF wraps
+around dilated convolutions).
 
 TF's are NHWC, ONNX's NCHW: each layout-sensitive op is wrapped in transposes (onnx-transpose-sink
 removes the pairs that meet). Constant filters are rearranged at conversion time (HWIO -> OIHW).
@@ -42,7 +44,7 @@ def _pads(cx: Ctx, x: Value, kernel: Sequence[int], strides: Sequence[int], dila
     padding = cx.attr("padding", "VALID")
     padding = padding.decode() if isinstance(padding, bytes) else padding
     if padding == "VALID":
-        return {"pads": [0, 0, 0, 0]}
+        return {"pads": [0] * (2 * len(kernel))}
     if padding == "EXPLICIT":
         e = [int(p) for p in cx.attr("explicit_paddings", [])]
         if len(e) != 8:
@@ -52,15 +54,16 @@ def _pads(cx: Ctx, x: Value, kernel: Sequence[int], strides: Sequence[int], dila
     if padding != "SAME":
         raise cx.fail(f"padding {padding} is not supported")
     dims = x.shape.dims
-    if list(strides) == [1, 1]:
-        dims = [None, None, 1, 1]  # with stride 1 the SAME pads do not depend on the input size
-    if dims is None or dims[2] is None or dims[3] is None:
-        # TF's SAME puts the odd pixel at the end, as SAME_UPPER does (ORT has no dilated SAME_UPPER).
-        if list(dilations) != [1, 1]:
-            raise cx.fail("a dilated, strided SAME convolution needs known spatial dims for ONNX export")
-        return {"auto_pad": "SAME_UPPER"}
+    if dims is None or None in dims[2:]:
+        if all(s == 1 for s in strides):
+            # Stride 1 pads (k - 1) * d whatever the size; ONNX Runtime refuses SAME_UPPER with dilations.
+            total = [(k - 1) * d for k, d in zip(kernel, dilations)]
+            return {"pads": [t // 2 for t in total] + [t - t // 2 for t in total]}
+        if any(d != 1 for d in dilations):
+            raise cx.fail("SAME padding with strides and dilations needs a known spatial size")
+        return {"auto_pad": "SAME_UPPER"}  # TF's SAME puts the odd pixel at the end, as SAME_UPPER does
     before, after = [], []
-    for size, k, s, d in zip(dims[2:4], kernel, strides, dilations):
+    for size, k, s, d in zip(dims[2:], kernel, strides, dilations):
         out = -(-size // s)
         total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
         before.append(total // 2)
@@ -93,8 +96,10 @@ def activation(cx: Ctx, name: str, y: Value, alpha: Optional[float] = None) -> V
         return cx.op("Mul", [y, cx.op("Sigmoid", [y], shape=y.shape)], shape=y.shape)
     if name == "Mish":
         return cx.op("Mul", [y, cx.op("Tanh", [cx.op("Softplus", [y], shape=y.shape)], shape=y.shape)], shape=y.shape)
-    if name == "HardSwish":
-        return cx.op("HardSwish", [y], shape=y.shape)
+    if name in ("HardSwish", "_FusedHardSwish"):
+        if cx.opset >= 14:
+            return cx.op("HardSwish", [y], shape=y.shape)
+        return cx.op("Mul", [y, cx.op("HardSigmoid", [y], {"alpha": 1 / 6, "beta": 0.5})], shape=y.shape)
     if name == "GeluExact":
         if cx.opset >= 20:
             return cx.op("Gelu", [y], shape=y.shape)
@@ -187,23 +192,49 @@ def _depthwise(cx: Ctx):
 
 @converts("Conv2DBackpropInput")
 def _conv_transpose(cx: Ctx):
-    """tf.nn.conv2d_transpose: (output_sizes, filter HW O I, input) -> ConvTranspose with explicit output
-    shape; the filter's out/in channels swap (TF's filter is [H, W, out, in], ONNX's [in, out, H, W])."""
-    sizes = cx.need_const(0, "the output size")
+    """tf.nn.conv2d_transpose: (output_sizes, filter HW O I, input) -> ConvTranspose; the filter's out/in
+    channels swap (TF's filter is [H, W, out, in], ONNX's [in, out, H, W]).
+
+    TF crops the full transposed convolution as the forward convolution padded it (SAME: total // 2 before),
+    and an output larger than the full one (VALID with extra rows) grows at the end: with the input's
+    spatial size known, both are explicit pads and output_padding. The output size comes from the sizes
+    operand when it is constant, else from TF's type (Keras builds it from the dynamic batch size)."""
     w = cx.need_const(1, "the filter")
-    x = cx.input(2) if _nchw(cx) else cx.to_nchw(cx.input(2))
+    nchw = _nchw(cx)
+    x = cx.input(2) if nchw else cx.to_nchw(cx.input(2))
     kh, kw = w.shape[:2]
     wt = cx.constant(np.ascontiguousarray(np.transpose(w, (3, 2, 0, 1))), "filter")
     strides, dilations = _hw(cx, "strides"), _hw(cx, "dilations")
-    out_hw = [int(s) for s in (sizes[2:4] if _nchw(cx) else sizes[1:3])]
-    attrs = {"kernel_shape": [int(kh), int(kw)], "strides": strides, "dilations": dilations,
-             "output_shape": out_hw}
+    sizes = cx.const(0)
+    if sizes is not None:
+        out_hw = [int(s) for s in (sizes[2:4] if nchw else sizes[1:3])]
+    else:
+        dims = cx.out_type().shape.dims
+        out_hw = None if dims is None else list(dims[2:4] if nchw else dims[1:3])
+        if out_hw is None or None in out_hw:
+            raise cx.fail("the output's spatial size must be known")
+    attrs = {"kernel_shape": [int(kh), int(kw)], "strides": strides, "dilations": dilations}
     padding = cx.attr("padding", "VALID")
     padding = padding.decode() if isinstance(padding, bytes) else padding
-    if padding == "SAME":
-        attrs["auto_pad"] = "SAME_UPPER"
-    elif padding != "VALID":
+    if padding not in ("SAME", "VALID"):
         raise cx.fail(f"padding {padding} is not supported")
+    in_hw = x.shape.dims[2:4] if x.shape.rank == 4 else [None, None]
+    if None in in_hw:
+        attrs["output_shape"] = out_hw
+        if padding == "SAME":
+            attrs["auto_pad"] = "SAME_UPPER"
+    else:
+        begin, end, extra = [], [], []
+        for i, o, k, s, d in zip(in_hw, out_hw, (kh, kw), strides, dilations):
+            full = (i - 1) * s + (k - 1) * d + 1
+            b = max(full - o, 0) // 2 if padding == "SAME" else 0
+            e = full - o - b
+            begin.append(b)
+            end.append(max(e, 0))
+            extra.append(max(-e, 0))
+        attrs["pads"] = begin + end
+        if any(extra):
+            attrs["output_padding"] = extra
     return _out(cx, cx.op("ConvTranspose", [x, wt], attrs))
 
 
@@ -264,6 +295,44 @@ def _fused_conv(cx: Ctx):
     return _out(cx, _fused_epilogue(cx, y, ops, args, nchw_args=True))
 
 
+# ------------------------------------------------------------------------------------------ 3-D
+def _ncdhw(cx: Ctx) -> bool:
+    fmt = cx.attr("data_format", "NDHWC")
+    fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+    if fmt not in ("NDHWC", "NCDHW"):
+        raise cx.fail(f"data_format {fmt} is not supported for ONNX export")
+    return fmt == "NCDHW"
+
+
+def _dhw(cx: Ctx, key: str) -> list[int]:
+    v = [int(x) for x in cx.attr(key) or [1] * 5]
+    return v[2:] if _ncdhw(cx) else v[1:4]
+
+
+@converts("Conv3D", "MaxPool3D", "AvgPool3D")
+def _conv3d(cx: Ctx):
+    first = _ncdhw(cx)
+    x = cx.input(0) if first else cx.transpose(cx.input(0), (0, 4, 1, 2, 3))
+    strides = _dhw(cx, "strides")
+    if cx.op_type == "Conv3D":
+        w = cx.need_const(1, "the filter")
+        kernel, dilations = [int(k) for k in w.shape[:3]], _dhw(cx, "dilations")
+        attrs = {"kernel_shape": kernel, "strides": strides, "dilations": dilations,
+                 **_pads(cx, x, kernel, strides, dilations)}
+        c = x.shape.dims[1] if x.shape.rank == 5 else None
+        if c is not None and c != w.shape[3]:
+            attrs["group"] = int(c // w.shape[3])
+        filt = cx.constant(np.ascontiguousarray(np.transpose(w, (4, 3, 0, 1, 2))), "filter")
+        y = cx.op("Conv", [x, filt], attrs)
+    else:
+        kernel = _dhw(cx, "ksize")
+        attrs = {"kernel_shape": kernel, "strides": strides, **_pads(cx, x, kernel, strides, [1, 1, 1])}
+        if cx.op_type == "AvgPool3D":
+            attrs["count_include_pad"] = 0
+        y = cx.op("MaxPool" if cx.op_type == "MaxPool3D" else "AveragePool", [x], attrs)
+    return y if first else cx.transpose(y, (0, 2, 3, 4, 1))
+
+
 # ------------------------------------------------------------------------------------------ pooling
 @converts("MaxPool", "AvgPool")
 def _pool(cx: Ctx):
@@ -285,9 +354,11 @@ def _batch_norm(cx: Ctx):
     if _nchw(cx):
         mul, add = _channel_vector(cx, mul, x), _channel_vector(cx, add, x)
     y = cx.op("Add", [cx.op("Mul", [x, mul]), add], shape=x.shape)
-    # The other outputs (batch statistics, reserve spaces) are the inputs at inference.
+    # The other outputs (batch statistics, reserve spaces) stand for the inputs at inference; nothing an
+    # inference graph computes reads them, but each needs a value of its own type.
     extra = [cx.input(3), cx.input(4), cx.input(3), cx.input(4), cx.input(3)]
-    return [y] + extra[:len(cx.node.outputs) - 1]
+    return [y] + [cx.op("Identity", [v]) if v.dtype is cx.out_type(i + 1).dtype else
+                  cx.cast(v, cx.out_type(i + 1).dtype) for i, v in enumerate(extra[:len(cx.node.outputs) - 1])]
 
 
 @converts("_MklLayerNorm")
@@ -304,7 +375,7 @@ def _layer_norm(cx: Ctx):
 
 
 # ------------------------------------------------------------------------------------------ resizing
-@converts("ResizeBilinear", "ResizeNearestNeighbor")
+@converts("ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic")
 def _resize(cx: Ctx):
     x = cx.to_nchw(cx.input(0))
     size = cx.as_i64(1)
@@ -312,8 +383,13 @@ def _resize(cx: Ctx):
                 shape=Shape([2]))
     sizes = cx.op("Concat", [n_c, size], {"axis": 0}, shape=Shape([4]))
     align, half = bool(cx.attr("align_corners", False)), bool(cx.attr("half_pixel_centers", False))
-    bilinear = cx.op_type == "ResizeBilinear"
-    attrs = {"mode": "linear" if bilinear else "nearest"}
+    bilinear = cx.op_type in ("ResizeBilinear", "ResizeBicubic")
+    attrs = {"mode": {"ResizeBilinear": "linear", "ResizeBicubic": "cubic"}.get(cx.op_type, "nearest")}
+    if cx.op_type == "ResizeBicubic":
+        # TF's legacy kernel uses a = -0.75; with half-pixel centers Keys' a = -0.5
+        attrs["cubic_coeff_a"] = -0.5 if half else -0.75
+        if half:
+            attrs["exclude_outside"] = 1
     if align:
         attrs["coordinate_transformation_mode"] = "align_corners"
     elif half:
@@ -325,3 +401,77 @@ def _resize(cx: Ctx):
     y = cx.op("Resize", [x, None, None, sizes], attrs, dtype=x.dtype)
     return cx.to_nhwc(y)
 
+
+
+# ------------------------------------------------------------------------------------------ blocks and LRN
+@converts("DepthToSpace", "SpaceToDepth")
+def _depth_to_space(cx: Ctx):
+    attrs = {"blocksize": int(cx.attr("block_size"))}
+    if cx.op_type == "DepthToSpace":
+        attrs["mode"] = "DCR"  # TF's channel order: the block offset is the major part of the channel
+    return _out(cx, cx.op(cx.op_type, [_in_nchw(cx)], attrs))
+
+
+@converts("LRN")
+def _lrn(cx: Ctx):
+    """TF sums squares over depth_radius channels each side and scales the sum by alpha; ONNX's LRN scales
+    it by alpha / size."""
+    size = 2 * int(cx.attr("depth_radius", 5)) + 1
+    attrs = {"size": size, "alpha": float(cx.attr("alpha", 1.0)) * size, "beta": float(cx.attr("beta", 0.5)),
+             "bias": float(cx.attr("bias", 1.0))}
+    return cx.to_nhwc(cx.op("LRN", [cx.to_nchw(cx.input(0))], attrs))
+
+
+def _out_dims(cx: Ctx) -> list[int]:
+    """TF's output dims after the batch (the converted operands carry no shapes until the pass ends)."""
+    dims = cx.out_type().shape.dims
+    if dims is None or None in dims[1:]:
+        raise cx.fail("needs the output's dims after the batch to be known")
+    return [int(d) for d in dims[1:]]
+
+
+@converts("SpaceToBatchND")
+def _space_to_batch(cx: Ctx):
+    """Pad, split each spatial dim into (dim / block, block), move the block offsets in front of the batch
+    (TF's order: the offset is the major part of the new batch index) and merge them into it."""
+    x = cx.input(0)
+    block = [int(b) for b in cx.need_const(1, "the block shape").reshape(-1)]
+    pads = cx.need_const(2, "the paddings").reshape(-1, 2).astype(np.int64)
+    m = len(block)
+    out = _out_dims(cx)
+    full = np.zeros((1 + len(out), 2), np.int64)
+    full[1:1 + m] = pads
+    if full.any():
+        x = cx.op("Pad", [x, cx.i64(np.concatenate([full[:, 0], full[:, 1]]))])
+    split = [-1]
+    for d, b in zip(out, block):
+        split += [d, b]
+    split += out[m:]
+    y = cx.op("Reshape", [x, cx.i64(split)])
+    perm = [2 + 2 * i for i in range(m)] + [0] + [1 + 2 * i for i in range(m)] + list(range(1 + 2 * m, len(split)))
+    y = cx.transpose(y, perm)
+    return cx.op("Reshape", [y, cx.i64([-1] + out)], shape=cx.out_type().shape)
+
+
+@converts("BatchToSpaceND")
+def _batch_to_space(cx: Ctx):
+    """SpaceToBatchND's inverse: split the batch into (block..., batch), interleave the block offsets with
+    the spatial dims, merge, and crop."""
+    x = cx.input(0)
+    block = [int(b) for b in cx.need_const(1, "the block shape").reshape(-1)]
+    crops = cx.need_const(2, "the crops").reshape(-1, 2).astype(np.int64)
+    m = len(block)
+    out = _out_dims(cx)
+    grown = [int(d + c.sum()) for d, c in zip(out, crops)]
+    rest = [g // b for g, b in zip(grown, block)] + out[m:]
+    y = cx.op("Reshape", [x, cx.i64(block + [-1] + rest)])
+    perm = [m]
+    for i in range(m):
+        perm += [m + 1 + i, i]
+    perm += list(range(2 * m + 1, m + 1 + len(rest)))
+    y = cx.transpose(y, perm)
+    y = cx.op("Reshape", [y, cx.i64([-1] + grown + out[m:])])
+    if crops.any():
+        y = cx.op("Slice", [y, cx.i64(crops[:, 0]), cx.i64([g - c for g, c in zip(grown, crops[:, 1])]),
+                            cx.i64(list(range(1, m + 1)))])
+    return y
