@@ -20,12 +20,17 @@ from .context import I64, Ctx, converts
 
 
 # ------------------------------------------------------------------------------------------ layout
-def _nchw(cx: Ctx) -> bool:
-    fmt = cx.attr("data_format", "NHWC")
+def _channels_first(cx: Ctx, last: str, first: str) -> bool:
+    """True for the channels-first ``data_format`` ``first``, False for ``last`` (TF's default)."""
+    fmt = cx.attr("data_format", last)
     fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-    if fmt not in ("NHWC", "NCHW"):
+    if fmt not in (last, first):
         raise cx.fail(f"data_format {fmt} is not supported for ONNX export")
-    return fmt == "NCHW"
+    return fmt == first
+
+
+def _nchw(cx: Ctx) -> bool:
+    return _channels_first(cx, "NHWC", "NCHW")
 
 
 def _hw(cx: Ctx, key: str, default: int = 1) -> list[int]:
@@ -297,11 +302,7 @@ def _fused_conv(cx: Ctx):
 
 # ------------------------------------------------------------------------------------------ 3-D
 def _ncdhw(cx: Ctx) -> bool:
-    fmt = cx.attr("data_format", "NDHWC")
-    fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-    if fmt not in ("NDHWC", "NCDHW"):
-        raise cx.fail(f"data_format {fmt} is not supported for ONNX export")
-    return fmt == "NCDHW"
+    return _channels_first(cx, "NDHWC", "NCDHW")
 
 
 def _dhw(cx: Ctx, key: str) -> list[int]:
