@@ -357,6 +357,14 @@ def cmd_env(a) -> int:
     state = "on" if onednn_enabled() else "off (TF_ENABLE_ONEDNN_OPTS=0): portable kernels only"
     text += f"fused kernels for the native target (oneDNN {state}):\n"
     text += "".join(f"  {line}\n" for line in kernels.splitlines()) or "  none\n"
+    import onnx
+    import onnxruntime
+
+    from .transforms.tf_to_onnx import CONVERTERS, MIN_OPSET, max_opset
+
+    text += (f"onnx: {onnx.__version__}, onnxruntime: {onnxruntime.__version__} (runs ONNX models; no bf16 kernels)\n"
+             f"TF -> ONNX export: op sets {MIN_OPSET} to {max_opset()} (default 17), "
+             f"{len(CONVERTERS)} TF ops convert\n")
     sys.stdout.write(text)
     return 0
 

@@ -235,6 +235,12 @@ def test_env_and_usage(capsys):
     assert cpu.split(":", 1)[1].strip() == (", ".join(cpu_bf16_features()) or "none")
     # The fused kernels available here are listed, each with its dtype.
     assert "fused kernels for the native target" in out and "Conv2D f32: _FusedConv2D: BiasAdd" in out
+    # What ONNX export accepts here: the op set range the onnx package knows, and how many TF ops convert.
+    import onnx
+
+    from graphir.transforms.tf_to_onnx import CONVERTERS
+
+    assert f"op sets 13 to {onnx.defs.onnx_opset_version()} (default 17), {len(CONVERTERS)} TF ops convert" in out
     assert main([]) == 2
     with pytest.raises(SystemExit) as e:
         main(["compile"])  # argparse: missing MODEL and -o

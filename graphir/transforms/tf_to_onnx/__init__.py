@@ -215,4 +215,4 @@ class TFToONNX(Pass):
         return outs
 
 
-__all__ = ["TFToONNX", "ExportError", "unsupported_ops", "check_opset", "MIN_OPSET"]
+__all__ = ["TFToONNX", "ExportError", "CONVERTERS", "unsupported_ops", "check_opset", "max_opset", "MIN_OPSET"]
