@@ -379,7 +379,7 @@ def _zero(v: Value) -> bool:
     return c is not None and c.size == 1 and float(c.reshape(-1)[0]) == 0.0
 
 
-SIMPLIFY = RuleSet([identity, dropout, transpose, transpose_of_unit_dims, reshape_of_reduce, reshape, shape,
+SIMPLIFY = RuleSet([identity, dropout, transpose, reshape_of_reduce, reshape, shape,
                     fold_shape_arithmetic, pad_into_conv])
 
 
@@ -625,7 +625,8 @@ def flatten_transpose(graph: Graph, mm: Node):
     return True
 
 
-FUSE = RuleSet([fold_batch_norm, matmul_add, fold_scale_shift, flatten_transpose])
+# transpose_of_unit_dims runs here, after onnx-transpose-sink: as a Reshape, a Transpose no longer sinks.
+FUSE = RuleSet([fold_batch_norm, matmul_add, fold_scale_shift, flatten_transpose, transpose_of_unit_dims])
 
 
 @register_pass
