@@ -22,7 +22,9 @@ from typing import Optional
 
 import numpy as np
 
+from ..dialects.onnx import unique_value_name
 from ..ir import Graph, Node, Value
+from ..ir.types import Shape, TensorType
 from .base import Pass, PassResult, register_pass
 from .patterns import RuleSet, add_const, apply_rules, const_array, remove_dead, rule, sole_use
 
@@ -108,6 +110,33 @@ def transpose(graph: Graph, node: Node):
     return True
 
 
+@rule(D, "Transpose")
+def transpose_above_pad(graph: Graph, node: Node):
+    """Transpose(Pad(x)) -> Pad(Transpose(x)) with the pads permuted: an NHWC model's input Pad then meets
+    the NCHW Conv it pads (and becomes its pads). Constant pads, no axes operand, Pad read only here."""
+    pad = _producer(node.inputs[0], "Pad")
+    if pad is None or sole_use(graph, pad.outputs[0]) is None or graph.is_output(pad.outputs[0]):
+        return None
+    ins = pad.inputs
+    if len(ins) < 2 or (len(ins) > 3 and ins[3] is not None):
+        return None
+    pads = const_array(ins[1])
+    x = ins[0]
+    perm = _perm(node, x.shape.rank)
+    if pads is None or perm is None or pads.size != 2 * len(perm):
+        return None
+    r = len(perm)
+    pads = pads.reshape(-1)
+    new = np.array([pads[p] for p in perm] + [pads[r + p] for p in perm], np.int64)
+    t_type = TensorType(x.dtype, Shape(None) if x.shape.dims is None else Shape([x.shape.dims[p] for p in perm]))
+    t = graph.add_node("Transpose", [x], {"perm": perm}, [t_type], domain=D, name=node.name + "/moved",
+                       output_names=[unique_value_name(graph, node.outputs[0].name + "/moved")])
+    graph.set_input(pad, 0, t.outputs[0])
+    graph.set_input(pad, 1, add_const(graph, new, pad.name + "/pads", like=pad))
+    graph.set_output_types(pad, [node.outputs[0].type])
+    return pad.outputs[0]
+
+
 def _same_dims(a: Value, b: Value) -> bool:
     """Equal shapes, at most one dim unknown (then, the element counts being equal, it is the same dim)."""
     da, db = a.shape.dims, b.shape.dims
@@ -150,8 +179,6 @@ def transpose_of_unit_dims(graph: Graph, node: Node):
     target = _as_reshape(x, perm, out)
     if target is None:
         return None
-    from ..dialects.onnx import unique_value_name
-
     shape = add_const(graph, target, node.name + "/shape", like=node)
     r = graph.add_node("Reshape", [x, shape], {}, [out.type], domain=D, name=node.name + "/reshape",
                        output_names=[unique_value_name(graph, out.name + "/reshape")])
@@ -379,7 +406,7 @@ def _zero(v: Value) -> bool:
     return c is not None and c.size == 1 and float(c.reshape(-1)[0]) == 0.0
 
 
-SIMPLIFY = RuleSet([identity, dropout, transpose, reshape_of_reduce, reshape, shape,
+SIMPLIFY = RuleSet([identity, dropout, transpose, transpose_above_pad, reshape_of_reduce, reshape, shape,
                     fold_shape_arithmetic, pad_into_conv])
 
 
