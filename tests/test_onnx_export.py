@@ -37,6 +37,8 @@ def test_cli_exports_digits_and_check_compares_with_tf(tmp_path):
     assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [17]
     # TF's input and output names survive.
     assert [i.name for i in m.graph.input] == ["input"] and [o.name for o in m.graph.output] == ["probs"]
+    # The dynamic batch is a named dim, which ONNX Runtime propagates (anonymous dims cost it in-place reuse).
+    assert m.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "input_dim0"
     r = run_cli("check", DIGITS, out)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PASS" in r.stdout

@@ -272,7 +272,11 @@ class _Writer:
         raise GraphirError(f"cannot write attribute value of type {type(v).__name__} to ONNX")
 
     # ------------------------------------------------------------------ value infos
-    def value_info(self, name: str, v: Value, orig: Optional[bytes]):
+    def value_info(self, name: str, v: Value, orig: Optional[bytes], *, symbolic: bool = False):
+        """``name``'s ValueInfoProto: the original one while it still describes ``v``, else one from ``v``'s
+        type. With ``symbolic`` (a graph input new to ONNX), unknown dims get names (``<name>_dim<i>``):
+        ONNX Runtime propagates a named dim through the graph and can then prove that two tensors have the
+        same size (e.g. to accumulate a residual sum in place), which it cannot for anonymous dims."""
         from onnx import ValueInfoProto, helper
 
         from ..frontends.onnx import type_from_proto
@@ -289,6 +293,8 @@ class _Writer:
         if v.dtype.name == "variant":
             return helper.make_value_info(name, helper.TypeProto())
         dims = None if v.shape.dims is None else list(v.shape.dims)
+        if symbolic and dims is not None:
+            dims = [f"{name}_dim{i}" if d is None else d for i, d in enumerate(dims)]
         new = helper.make_tensor_value_info(name, dtype_to_onnx(v.dtype), dims)
         vi.name = name
         vi.type.CopyFrom(new.type)
@@ -314,7 +320,7 @@ class _Writer:
         args = port_args + [a for a in g.arguments if all(a is not b for b in port_args)]
         for a in args:
             n = self.define(a, a.name)
-            gp.input.append(self.value_info(n, a, io.get(("in", n))))
+            gp.input.append(self.value_info(n, a, io.get(("in", n)), symbolic=True))
         for k, v in g.initializers.items():
             self.define(v, k)
             enc = v.const.encoded
