@@ -347,7 +347,9 @@ def reshape(graph: Graph, node: Node):
     shp = const_array(node.inputs[1])
     if shp is not None and _same_type(x, out) and _is_identity_reshape(x, [int(t) for t in shp.reshape(-1)], allowzero):
         return _bypass(graph, node, x)
-    inner = _producer(x, "Reshape")
+    # A Reshape of any pure reshaping op (Reshape, Squeeze, Unsqueeze, Flatten) reads that op's input.
+    inner = next((n for n in (_producer(x, op) for op in ("Reshape", "Squeeze", "Unsqueeze", "Flatten"))
+                  if n is not None), None)
     if inner is None:
         return None
     shape = const_array(node.inputs[1])
