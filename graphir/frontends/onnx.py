@@ -120,7 +120,8 @@ def _opsets(proto) -> dict[str, int]:
 
 def check(proto, base_dir: str, path: Optional[str], where: str) -> None:
     """Reject what graphir cannot read faithfully: no graph, op set < 13, ops without a schema, missing
-    external data, anything ``onnx.checker`` (full check) rejects. One line each."""
+    external data, anything ``onnx.checker`` rejects (its full check, strict shape inference, is
+    :func:`infer`'s). One line each."""
     import onnx
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
@@ -155,11 +156,13 @@ def check(proto, base_dir: str, path: Optional[str], where: str) -> None:
             if end > os.path.getsize(loc):
                 raise ModelLoadError(f"{where}: external data file {info.location!r} is too short for tensor "
                                      f"{t.name!r} (needs {end} bytes)")
+    # The checker without its full check: the full check is strict, type-checking shape inference, which
+    # infer() runs anyway (with data propagation) and reports as the checker would.
     try:
         if path is not None:
-            onnx.checker.check_model(path, full_check=True)
+            onnx.checker.check_model(path)
         else:
-            onnx.checker.check_model(proto, full_check=True)
+            onnx.checker.check_model(proto)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise ModelLoadError(f"{where}: fails the ONNX checker: {one_line(e, 300)}") from None
     except ValueError as e:  # e.g. a model over 2 GB given in memory
@@ -184,7 +187,7 @@ def infer(proto):
         try:
             return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
         except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as e:
-            raise ModelLoadError(f"ONNX shape inference failed: {one_line(e, 300)}") from None
+            raise ModelLoadError(f"fails the ONNX checker (shape inference): {one_line(e, 300)}") from None
     finally:
         for t, raw in hidden:
             t.data_location = TensorProto.DEFAULT
