@@ -183,23 +183,31 @@ def _formals(s, n: int, outputs: bool = False) -> list:
 def expected_input_dtypes(node: Node) -> Optional[list[DType]]:
     """Input dtypes the schema requires given the node's other types: a fixed type where the schema names
     one, else the dtype the type parameter is bound to by the first input (or output) that uses it."""
-    s = node_schema(node)
+    ins = tuple(None if v is None else v.dtype for v in node.inputs)
+    outs = tuple(v.dtype for v in node.outputs)
+    exp = _expected(node.op_type, node_version(node), ins, outs)
+    return None if exp is None else list(exp)
+
+
+@lru_cache(maxsize=4096)
+def _expected(op_type: str, version: Optional[int], ins: tuple, outs: tuple) -> Optional[tuple]:
+    """:func:`expected_input_dtypes` by (op, op set, operand dtypes): the verifier asks for every node after
+    every pass, and a graph has few distinct combinations."""
+    s = schema(op_type, version)
     if s is None:
         return None
-    ins, outs = node.inputs, node.outputs
     if len(ins) > len(s.inputs) and not (s.inputs and s.inputs[-1].option == s.inputs[-1].option.Variadic):
-        return [None] * len(s.inputs)  # too many inputs: the verifier reports the count
+        return (None,) * len(s.inputs)  # too many inputs: the verifier reports the count
     f_in, f_out = _formals(s, len(ins)), _formals(s, len(outs), outputs=True)
     bound: dict[str, DType] = {}
-    for formals, values in ((f_in, ins), (f_out, outs)):
-        for f, v in zip(formals, values):
-            if f is None or v is None or v.dtype is VARIANT or not f.is_homogeneous \
+    for formals, dtypes in ((f_in, ins), (f_out, outs)):
+        for f, dt in zip(formals, dtypes):
+            if f is None or dt is None or dt is VARIANT or not f.is_homogeneous \
                     or dtype_from_type_str(f.type_str) is not None:
                 continue
-            bound.setdefault(f.type_str, v.dtype)
+            bound.setdefault(f.type_str, dt)
     exp: list[DType] = []
-    for f, v in zip(f_in, ins):
-        actual = v.dtype if v is not None else None
+    for f, actual in zip(f_in, ins):
         # variant: a non-tensor value, or one shape inference could not type; nothing to check against.
         if f is None or actual is VARIANT:
             exp.append(actual)
@@ -207,7 +215,7 @@ def expected_input_dtypes(node: Node) -> Optional[list[DType]]:
         fixed = dtype_from_type_str(f.type_str)
         want = fixed if fixed is not None else bound.get(f.type_str, actual) if f.is_homogeneous else actual
         exp.append(actual if want is VARIANT else want)
-    return exp
+    return tuple(exp)
 
 
 # Own value names per graph, built on first use and extended by every name handed out here. Passes give
