@@ -297,8 +297,10 @@ def main(argv=None) -> int:
         if not os.path.isdir(d):
             print(f"--extra {d}: not a directory", file=sys.stderr)
             return 2
-        srcs += [(os.path.relpath(p, d)[:-5], p) for p in sorted(glob.glob(os.path.join(d, "**", "*.onnx"),
-                                                                         recursive=True))]
+        # Named "<dir>/<model>": two directories may hold models of the same name (e.g. two exporters').
+        tag = os.path.basename(os.path.normpath(d))
+        srcs += [(f"{tag}/{os.path.relpath(p, d)[:-5]}", p)
+                 for p in sorted(glob.glob(os.path.join(d, "**", "*.onnx"), recursive=True))]
     if a.only:
         srcs = [s for s in srcs if a.only in s[0]]
     import onnx
