@@ -301,17 +301,20 @@ class _Writer:
         return vi
 
     # ------------------------------------------------------------------ graphs
-    def graph_proto(self, g: Graph, capture_names: list[str]):
+    def graph_proto(self, g: Graph, capture_names: list[str], into=None):
+        """``g`` as a GraphProto, written into ``into`` when given (the model's own graph field: building it
+        elsewhere and copying it in would copy every weight once more)."""
         self.scopes.append(set())
         try:
-            return self._graph_proto(g, capture_names)
+            return self._graph_proto(g, capture_names, into)
         finally:
             self.scopes.pop()
 
-    def _graph_proto(self, g: Graph, capture_names: list[str]):
+    def _graph_proto(self, g: Graph, capture_names: list[str], into=None):
         from onnx import GraphProto, NodeProto
 
-        gp = GraphProto(name=g.name)
+        gp = GraphProto() if into is None else into
+        gp.name = g.name
         for c, n in zip(g.captures, capture_names):
             self.names[id(c)] = n
         io = g.meta.get("onnx.io", {})
@@ -415,7 +418,7 @@ def to_model(graph: Graph, *, external: str = "inline", _writer: Optional[_Write
         m.model_version = int(a["onnx.model_version"])
     for k, v in a.get("onnx.metadata_props", []):
         m.metadata_props.append(StringStringEntryProto(key=k, value=v))
-    m.graph.CopyFrom(w.graph_proto(graph, []))
+    w.graph_proto(graph, [], into=m.graph)
     for b in a.get("onnx.functions", []):
         m.functions.append(FunctionProto.FromString(b))
     if "onnx.model_extra" in a:
