@@ -426,6 +426,13 @@ def to_model(graph: Graph, *, external: str = "inline", _writer: Optional[_Write
     return m
 
 
+def to_model_named(graph: Graph, *, external: str = "inline"):
+    """:func:`to_model` and the name each value got in it (``id(value) -> name``): a value may be renamed
+    to clash with nothing, so a reader of the proto maps its results back through this."""
+    w = _Writer(graph, external)
+    return to_model(graph, external=external, _writer=w), w.names
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)

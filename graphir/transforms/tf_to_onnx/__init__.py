@@ -46,30 +46,27 @@ def check_opset(opset: int) -> None:
         raise ExportError(f"--opset {opset}: ONNX export supports op sets {MIN_OPSET} to {max_opset()}")
 
 
-_INT_TYPES = (6, 7)  # TensorProto.INT32, INT64
-
-
 def _refine_types(graph: Graph) -> None:
     """Type every node output with ONNX shape inference (data propagation on), keeping what TF knew where
     inference knows less."""
     import onnx.shape_inference
-    from onnx import helper
+    from onnx import TensorProto, helper
 
-    from ...backends.onnx import _Writer, to_model
+    from ...backends.onnx import to_model_named
     from ...dialects.onnx import dtype_to_onnx
     from ...frontends.onnx import type_from_proto
 
-    w = _Writer(graph, "inline")
-    m = to_model(graph, _writer=w)
+    m, names = to_model_named(graph)
+    int_types = (TensorProto.INT32, TensorProto.INT64)
     # Weights travel as typed graph inputs (no copies); small integer tensors (pads, shapes, axes) stay,
     # since inference reads their values.
-    keep = [t for t in m.graph.initializer if t.data_type in _INT_TYPES and prod(t.dims) <= 512
+    keep = [t for t in m.graph.initializer if t.data_type in int_types and prod(t.dims) <= 512
             and not t.external_data]
     dropped = {t.name for t in m.graph.initializer} - {t.name for t in keep}
     m.graph.ClearField("initializer")
     m.graph.initializer.extend(keep)
     for k, v in graph.initializers.items():
-        name = w.names.get(id(v), k)
+        name = names.get(id(v), k)
         if name in dropped:
             m.graph.input.append(helper.make_tensor_value_info(name, dtype_to_onnx(v.dtype), list(v.shape.dims)))
     inferred = onnx.shape_inference.infer_shapes(m, data_prop=True)
@@ -77,7 +74,7 @@ def _refine_types(graph: Graph) -> None:
     for node in graph.nodes():
         new = []
         for v in node.outputs:
-            t = types.get(w.names.get(id(v), v.name))  # the name the writer gave it
+            t = types.get(names.get(id(v), v.name))  # the name the writer gave it
             cur = v.type
             if t is not None and t.HasField("tensor_type"):
                 inf = type_from_proto(t)
