@@ -244,6 +244,14 @@ def unique_value_name(graph: Graph, base: str) -> str:
     return name
 
 
+def add_node(graph: Graph, op_type: str, inputs, attrs: dict, types, name: str) -> Node:
+    """An onnx node named ``name`` whose outputs get names of their own, unique in the graph (``name``,
+    ``name_1``, ... as :func:`unique_value_name` hands them out): how passes add ONNX nodes."""
+    return graph.add_node(op_type, list(inputs), dict(attrs), list(types), domain=DOMAIN, name=name,
+                          output_names=[unique_value_name(graph, f"{name}_{i}" if i else name)
+                                        for i in range(len(types))])
+
+
 def is_onnx_graph(graph: Graph) -> bool:
     """True for a graph the ONNX frontend made (or one like it): ONNX op set imports, only onnx nodes."""
     return bool(graph.opset_imports) and all(n.domain == DOMAIN for n in graph.nodes()) \

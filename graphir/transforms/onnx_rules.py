@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..dialects.onnx import unique_value_name
+from ..dialects.onnx import add_node
 from ..ir import Graph, Node, Value
 from ..ir.types import Shape, TensorType
 from .base import Pass, PassResult, register_pass
@@ -129,8 +129,7 @@ def transpose_above_pad(graph: Graph, node: Node):
     pads = pads.reshape(-1)
     new = np.array([pads[p] for p in perm] + [pads[r + p] for p in perm], np.int64)
     t_type = TensorType(x.dtype, Shape(None) if x.shape.dims is None else Shape([x.shape.dims[p] for p in perm]))
-    t = graph.add_node("Transpose", [x], {"perm": perm}, [t_type], domain=D, name=node.name + "/moved",
-                       output_names=[unique_value_name(graph, node.outputs[0].name + "/moved")])
+    t = add_node(graph, "Transpose", [x], {"perm": perm}, [t_type], node.name + "/moved")
     graph.set_input(pad, 0, t.outputs[0])
     graph.set_input(pad, 1, add_const(graph, new, pad.name + "/pads", like=pad))
     graph.set_output_types(pad, [node.outputs[0].type])
@@ -180,8 +179,7 @@ def transpose_of_unit_dims(graph: Graph, node: Node):
     if target is None:
         return None
     shape = add_const(graph, target, node.name + "/shape", like=node)
-    r = graph.add_node("Reshape", [x, shape], {}, [out.type], domain=D, name=node.name + "/reshape",
-                       output_names=[unique_value_name(graph, out.name + "/reshape")])
+    r = add_node(graph, "Reshape", [x, shape], {}, [out.type], node.name + "/reshape")
     return r.outputs[0]
 
 

@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..dialects.onnx import unique_value_name
+from ..dialects.onnx import add_node
 from ..ir import Graph, Node, Value
 from ..ir.types import Shape, TensorType
 from .base import Pass, PassResult, register_pass
@@ -440,12 +440,6 @@ def _delta(graph: Graph, reg: _Region) -> int:
     return d
 
 
-def _new_node(graph: Graph, op: str, inputs, attrs: dict, types, name: str) -> Node:
-    return graph.add_node(op, inputs, attrs, types, domain=D, name=name,
-                          output_names=[unique_value_name(graph, f"{name}_{i}" if i else name)
-                                        for i in range(len(types))])
-
-
 def _inner_operand(graph: Graph, n: Node, v: Value, reg: _Region, mapped: dict) -> Value:
     if id(v) in mapped:
         return mapped[id(v)]
@@ -468,7 +462,7 @@ def _inner_operand(graph: Graph, n: Node, v: Value, reg: _Region, mapped: dict) 
     if tuple(dims) == v.shape.dims:
         return v
     shape = add_const(graph, np.array([-1 if d is None else d for d in dims], np.int64), v.name + "_shape", like=n)
-    return _new_node(graph, "Reshape", [v, shape], {}, [TensorType(v.dtype, Shape(dims))], v.name + "_inner").outputs[0]
+    return add_node(graph, "Reshape", [v, shape], {}, [TensorType(v.dtype, Shape(dims))], v.name + "_inner").outputs[0]
 
 
 def _foreign_operand(graph: Graph, n: Node, v: Value, p: list[int], mapped: dict) -> Value:
@@ -483,9 +477,9 @@ def _foreign_operand(graph: Graph, n: Node, v: Value, p: list[int], mapped: dict
             ins, attrs = [v, add_const(graph, np.array(axes, np.int64), v.name + "_axes", like=n)], {}
         else:
             ins, attrs = [v], {"axes": axes}
-        x = _new_node(graph, "Unsqueeze", ins, attrs, [TensorType(v.dtype, Shape(dims))], v.name + "_full").outputs[0]
+        x = add_node(graph, "Unsqueeze", ins, attrs, [TensorType(v.dtype, Shape(dims))], v.name + "_full").outputs[0]
     inv = _inverse(p)
-    t = _new_node(graph, "Transpose", [x], {"perm": inv}, [_inner_type(x, p)], v.name + "_inner")
+    t = add_node(graph, "Transpose", [x], {"perm": inv}, [_inner_type(x, p)], v.name + "_inner")
     mapped[id(v)] = t.outputs[0]
     return t.outputs[0]
 
@@ -554,7 +548,7 @@ def _apply(graph: Graph, reg: _Region) -> None:
             continue
         old_name = n.name
         graph.rename(n, graph.unique_name(old_name + "/transpose"))
-        m = _new_node(graph, n.op_type, ins, attrs, [_inner_type(v, q) for v, q in zip(n.outputs, plan.out_perms)],
+        m = add_node(graph, n.op_type, ins, attrs, [_inner_type(v, q) for v, q in zip(n.outputs, plan.out_perms)],
                       old_name)
         m.meta.update(n.meta)
         inner[id(n)] = m
@@ -578,7 +572,7 @@ def _apply(graph: Graph, reg: _Region) -> None:
             if i == 0:
                 break
             if graph.has_uses(v):
-                t = _new_node(graph, "Transpose", [w], {"perm": list(q)}, [v.type], n.name)
+                t = add_node(graph, "Transpose", [w], {"perm": list(q)}, [v.type], n.name)
                 graph.replace_all_uses_with(v, t.outputs[0], outputs=False)
         if graph.has_uses(n.outputs[0]) or graph.is_output(n.outputs[0]):
             _to_transpose(graph, n, m.outputs[0], plan.out_perms[0])

@@ -18,7 +18,7 @@ from math import prod
 
 from ...dialects.onnx import DOMAIN, unique_value_name
 from ...ir import Graph
-from ...ir.types import TensorType
+from ...ir.types import Shape, TensorType
 from ..base import Pass, PassResult, register_pass
 from . import array, math, nn  # noqa: F401  (converters register themselves)
 from .context import CONVERTERS, Ctx, ExportError
@@ -107,9 +107,7 @@ def _more_known(a: TensorType, b: TensorType) -> bool:
     return a.shape.rank == b.shape.rank and any(x is not None and y is None for x, y in zip(a.shape.dims, b.shape.dims))
 
 
-def _merge_dims(inf: TensorType, cur: TensorType):
-    from ...ir.types import Shape
-
+def _merge_dims(inf: TensorType, cur: TensorType) -> Shape:
     if cur.shape.rank is None or cur.shape.rank != inf.shape.rank:
         return inf.shape
     return Shape([x if x is not None else y for x, y in zip(cur.shape.dims, inf.shape.dims)])
@@ -151,9 +149,8 @@ class TFToONNX(Pass):
             else:
                 inputs.append((p.name, v))
         graph.set_graph_inputs(inputs)
+        # forward_control=False: control edges, in and out, go with the node (they have no ONNX meaning).
         for n in done:
-            for u in graph.control_users(n):
-                graph.remove_control_input(u, n)
             graph.remove_node(n, forward_control=False)
         out_names = {}
         for p in graph.outputs:
@@ -163,15 +160,10 @@ class TFToONNX(Pass):
         for node in order:
             if node.domain != TF or node in done:
                 continue
-            for c in list(node.control_inputs):
-                graph.remove_control_input(node, c)
-            for u in graph.control_users(node):
-                graph.remove_control_input(u, node)
             news = self._convert(graph, node, consts)
             for old, new in zip(node.outputs, news):
                 want = out_names.get(id(old), old.name)
-                if new.node is not None and new.node.domain == DOMAIN and new._name is not None \
-                        and new.name.startswith(node.name + "/"):
+                if new.node is not None and new.node.domain == DOMAIN and new.name.startswith(node.name + "/"):
                     graph.set_value_name(new, unique_value_name(graph, want))
                 _keep_tf_shape(graph, old, new)
                 graph.replace_all_uses_with(old, new)

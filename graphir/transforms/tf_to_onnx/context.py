@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from ...dialects.onnx import DOMAIN, dtype_to_onnx, unique_value_name
+from ...dialects.onnx import add_node, dtype_to_onnx, unique_value_name
 from ...errors import GraphirError
 from ...ir import Graph, Node, Value
 from ...ir.types import DType, Shape, Tensor, TensorType
@@ -78,7 +78,6 @@ class Ctx:
         self.graph = graph
         self.node = node
         self.opset = opset
-        self._n = 0
 
     # -------------------------------------------------------------- reading the TF node
     @property
@@ -135,11 +134,7 @@ class Ctx:
         if types is None:
             dt = dtype or next(v.dtype for v in inputs if v is not None)
             types = [TensorType(dt, shape if shape is not None else Shape(None))] * outputs
-        self._n += 1
-        base = f"{self.node.name}/{op_type}"
-        names = [unique_value_name(self.graph, base if len(types) == 1 else f"{base}:{i}") for i in range(len(types))]
-        n = self.graph.add_node(op_type, list(inputs), dict(attrs or {}), list(types), domain=DOMAIN,
-                                name=base, output_names=names)
+        n = add_node(self.graph, op_type, inputs, attrs or {}, types, f"{self.node.name}/{op_type}")
         return n.outputs[0] if len(types) == 1 else tuple(n.outputs)
 
     # -------------------------------------------------------------- common pieces
@@ -171,9 +166,6 @@ class Ctx:
     def to_nhwc(self, v: Value) -> Value:
         return self.transpose(v, NCHW_TO_NHWC)
 
-    def axes_arg(self, axes: Sequence[int]) -> dict:
-        return {"axes": [int(a) for a in axes]}
-
     def unsqueeze(self, v: Value, axes: Sequence[int]) -> Value:
         return self.op("Unsqueeze", [v, self.i64(list(axes))])
 
@@ -198,6 +190,3 @@ class Ctx:
 
     def scalar_like(self, value: float, like: Value, name: str = "scalar") -> Value:
         return self.constant(np.array(value, dtype=like.dtype.np), name)
-
-    def rank(self, v: Value) -> Optional[int]:
-        return v.shape.rank
