@@ -125,10 +125,10 @@ def cmd_compile(a) -> int:
     if a.opset is not None and not export:
         raise ConfigError("--opset applies to exporting a TensorFlow model to ONNX (-o model.onnx); ONNX models "
                           "keep their op set")
-    if export:
+    if export and a.opset is not None:
         from .transforms.tf_to_onnx import check_opset
 
-        check_opset(17 if a.opset is None else a.opset)
+        check_opset(a.opset)
     if fmt == "onnx" and asked and "bf16" in asked:
         raise ConfigError("--precisions: bf16 is not supported for ONNX output (ONNX Runtime's CPU provider has "
                           "no bf16 kernels); use fp32")
@@ -165,7 +165,7 @@ def cmd_compile(a) -> int:
     require_runnable(original, a.model)
     if export:
         # The conversion names every op it cannot convert (after the TF passes, which remove some).
-        kw.update(export="onnx", opset=17 if a.opset is None else a.opset)
+        kw.update(export="onnx", opset=a.opset)
     spec, where = a.input_shapes, "--input-shapes"
     if spec is None and a.config is not None:
         from .config import load_config
@@ -360,10 +360,10 @@ def cmd_env(a) -> int:
     import onnx
     import onnxruntime
 
-    from .transforms.tf_to_onnx import CONVERTERS, MIN_OPSET, max_opset
+    from .transforms.tf_to_onnx import CONVERTERS, DEFAULT_OPSET, MIN_OPSET, max_opset
 
     text += (f"onnx: {onnx.__version__}, onnxruntime: {onnxruntime.__version__} (runs ONNX models; no bf16 kernels)\n"
-             f"TF -> ONNX export: op sets {MIN_OPSET} to {max_opset()} (default 17), "
+             f"TF -> ONNX export: op sets {MIN_OPSET} to {max_opset()} (default {DEFAULT_OPSET}), "
              f"{len(CONVERTERS)} TF ops convert\n")
     sys.stdout.write(text)
     return 0

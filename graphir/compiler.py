@@ -61,9 +61,10 @@ class CompileOptions:
     # Shapes to run the model at when a pass times it ("x:1x240x240x3,..." or {name: dims}); see
     # graphir.runtime_check.shapes. Needed for inputs with unknown non-batch dims.
     input_shapes: Any = None
-    # "onnx": convert a TF graph to ONNX after the TF FP32 passes (TF -> ONNX export), at op set ``opset``.
+    # "onnx": convert a TF graph to ONNX after the TF FP32 passes (TF -> ONNX export), at op set ``opset``
+    # (None: tf-to-onnx's default).
     export: Optional[str] = None
-    opset: int = 17
+    opset: Optional[int] = None
 
 
 class OptimizedModel:

@@ -185,7 +185,9 @@ def default_pipeline(opts, report: Optional[dict] = None, graph: Optional[Graph]
         # The TF FP32 passes up to (not including) lowering to TF's kernels, then the conversion and the
         # ONNX passes on its result.
         tf_passes = [PASSES[n]() for n in FP32_PIPELINE if PASSES[n].phase != "lower"]
-        return Pipeline(tf_passes + [PASSES["tf-to-onnx"](opset=getattr(opts, "opset", 17))] + onnx_passes)
+        opset = getattr(opts, "opset", None)
+        convert = PASSES["tf-to-onnx"]() if opset is None else PASSES["tf-to-onnx"](opset=opset)
+        return Pipeline(tf_passes + [convert] + onnx_passes)
     report = report if report is not None else {}
     target = getattr(opts, "target", "native")
     passes: list[Pass] = [PASSES[n](target=target) if n == "lower-onednn" else PASSES[n]() for n in FP32_PIPELINE]

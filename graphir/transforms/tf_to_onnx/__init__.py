@@ -25,6 +25,7 @@ from .context import CONVERTERS, Ctx, ExportError
 
 TF = "tf"
 MIN_OPSET = 13
+DEFAULT_OPSET = 17  # what export writes unless asked: LayerNormalization's op set, run by every current ORT
 # Dropped: they order or check execution, which an exported inference graph does not need.
 DROPPED = {"NoOp", "Assert"}
 
@@ -122,7 +123,7 @@ class TFToONNX(Pass):
 
     name = "tf-to-onnx"
     phase = "lower"
-    opset: int = 17
+    opset: int = DEFAULT_OPSET
 
     def run(self, graph: Graph) -> PassResult:
         check_opset(self.opset)
@@ -204,4 +205,5 @@ class TFToONNX(Pass):
         return outs
 
 
-__all__ = ["TFToONNX", "ExportError", "CONVERTERS", "unsupported_ops", "check_opset", "max_opset", "MIN_OPSET"]
+__all__ = ["TFToONNX", "ExportError", "CONVERTERS", "unsupported_ops", "check_opset", "max_opset", "MIN_OPSET",
+           "DEFAULT_OPSET"]
