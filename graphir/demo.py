@@ -55,8 +55,7 @@ def onnx_round(a, original, x, y, base_acc: float) -> bool:
         dt = time.perf_counter() - t0
         onnx.checker.check_model(out, full_check=True)
         acc = accuracy(result.ir, x, y)  # an onnx graph runs on ONNX Runtime
-        n_in = len(original) if src is original else len(graphir.load(src))
-        print(f"\n{what}: {n_in} -> {len(result.ir)} nodes in {dt:.2f} s, wrote {out} "
+        print(f"\n{what}: {result.report['nodes_before']} -> {len(result.ir)} nodes in {dt:.2f} s, wrote {out} "
               f"({os.path.getsize(out)} bytes, passes onnx.checker full_check)")
         print(f"  ops: {', '.join(f'{k} {v}' for k, v in sorted(result.ir.op_histogram().items()))}")
         same = acc == base_acc
