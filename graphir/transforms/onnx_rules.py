@@ -2,15 +2,18 @@
 
 onnx-simplify (canonicalize): identity-like ops (op data) and inference-mode Dropout are bypassed (an
 Identity that only names a graph output hands the name to its producer), consecutive Transposes compose
-(or vanish), a Reshape of a Reshape reads the first one's input, a Reshape to the shape its input already
-has vanishes (dynamic dims matched by 0 or one -1), ``Shape`` of a statically shaped tensor is a
-constant, and so is shape arithmetic on it (Cast / Slice / Gather / Squeeze / Unsqueeze / Concat) where
-the dims it reads are static; a Reshape whose shape is computed from its own input's run-time dims gets a
-constant shape (0 copies the dim, one -1 stands for one other), and a zero Pad of the spatial dims
-before a Conv becomes the Conv's pads.
+(or vanish), a Transpose of a Pad moves above it, a Reshape of a Reshape / Squeeze / Unsqueeze / Flatten
+reads that op's input, a Reshape of a keepdims=0 reduction back to the kept-dims shape is the reduction
+with keepdims=1, a Reshape to the shape its input already has vanishes (dynamic dims matched by 0 or one
+-1), ``Shape`` of a statically shaped tensor is a constant, and so is shape arithmetic on it (Cast /
+Slice / Gather / Squeeze / Unsqueeze / Concat) where the dims it reads are static; a Reshape whose shape
+is computed from its own input's run-time dims gets a constant shape (0 copies the dim, one -1 stands for
+one other), and a zero Pad of the spatial dims before a Conv becomes the Conv's pads.
 onnx-fuse (optimize): an inference BatchNormalization, or a Mul / Add / Sub / Div by a per-channel
 constant, after Conv / Gemm / MatMul with constant weights or an inference BatchNormalization is folded
-into their parameters, and MatMul + Add with a 2-D left operand becomes one Gemm.
+into their parameters, MatMul + Add with a 2-D left operand becomes one Gemm, a Gemm / MatMul of a
+flattened Transpose reads the untransposed features with permuted weight rows, and a Transpose that only
+moves unit dims becomes a Reshape (here, after onnx-transpose-sink, which a Reshape would stop).
 
 Every rewrite keeps the name and value of the last node of its pattern (it is rewritten in place, or its
 readers read an equal value), so graph outputs keep their names; nodes left unread are removed.
