@@ -46,6 +46,25 @@ def missing_external_data(d):
     os.remove(d / "w.bin")
 
 
+def _short_weight(d, elements):
+    """A MatMul model whose weight's raw_data is 4 bytes short of its shape."""
+    w = np.ones((2, elements // 2), np.float32)
+    t = onnx.numpy_helper.from_array(w, "W")
+    t.raw_data = t.raw_data[:-4]
+    g = h.make_graph([h.make_node("MatMul", ["X", "W"], ["Y"])], "short",
+                     [h.make_tensor_value_info("X", TP.FLOAT, [1, 2])],
+                     [h.make_tensor_value_info("Y", TP.FLOAT, [1, elements // 2])], [t])
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", M.OPSET)]), d / "m.onnx")
+
+
+def short_small_weight(d):
+    _short_weight(d, 64)
+
+
+def short_large_weight(d):  # over the size the frontend stubs out while ONNX checks the model
+    _short_weight(d, 1 << 16)
+
+
 BAD = {
     truncated: "not a readable ONNX model",
     garbage: "not a readable ONNX model",
@@ -53,6 +72,8 @@ BAD = {
     old_opset: "op set 11 is below 13",
     no_schema: "no schema for op 'FrobnicateV2'",
     missing_external_data: "external data file 'w.bin' of tensor",
+    short_small_weight: "fails the ONNX checker",
+    short_large_weight: "fails the ONNX checker: tensor 'W' has 262140 bytes of raw_data; its shape and type need 262144",
 }
 
 

@@ -3,8 +3,9 @@
 A model is read without its external data (tensors stay on disk until a pass needs their values, and then
 are memory-mapped, not read: see :func:`external_array`), checked
 (op set >= 13, a schema for every op, external-data files present, ``onnx.checker`` with ``full_check``),
-and typed by ``onnx.shape_inference.infer_shapes(data_prop=True)``, run on a skeleton whose large
-embedded tensors are marked external, so no weights are copied. Graph inputs become arguments,
+and typed by ``onnx.shape_inference.infer_shapes(data_prop=True)``. The checker and shape inference run
+on skeletons of the model whose large embedded tensors are stubs, so neither re-reads the file nor
+copies the weights (the stubbed tensors' byte counts are checked here instead). Graph inputs become arguments,
 initializers initializer values, ``If``/``Loop``/``Scan`` bodies :class:`~graphir.ir.Subgraph` attributes
 whose captures are the outer values the body reads by name. Everything the IR has no field for is kept
 for the backend: model fields and local functions as ``onnx.*`` graph attributes (printed), per-node
@@ -18,6 +19,7 @@ import mmap
 import os
 import sys
 import weakref
+from functools import lru_cache
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -34,10 +36,11 @@ SKELETON_BYTES = 1 << 16
 MMAP_MIN_BYTES = 1 << 12
 
 # Fields with an IR home of their own; any others are kept verbatim (serialized) so nothing is lost.
-_MODEL_CORE = {"graph", "opset_import", "functions", "ir_version", "producer_name", "producer_version",
-               "domain", "model_version", "doc_string", "metadata_props"}
-_GRAPH_CORE = {"node", "name", "input", "output", "initializer", "value_info", "doc_string"}
-_NODE_CORE = {"input", "output", "name", "op_type", "domain", "attribute"}
+_MODEL_CORE = frozenset({"graph", "opset_import", "functions", "ir_version", "producer_name", "producer_version",
+                         "domain", "model_version", "doc_string", "metadata_props"})
+_GRAPH_CORE = frozenset({"node", "name", "input", "output", "initializer", "value_info", "doc_string",
+                         "sparse_initializer"})
+_NODE_CORE = frozenset({"input", "output", "name", "op_type", "domain", "attribute"})
 _MODEL_STR_ATTRS = ("producer_name", "producer_version", "domain", "doc_string")
 
 
@@ -45,21 +48,30 @@ def is_onnx_path(model) -> bool:
     return isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx")
 
 
-def _extra(msg, core: set) -> Optional[bytes]:
+def _extra(msg, core: frozenset) -> Optional[bytes]:
     """``msg`` without its ``core`` fields, serialized; None when nothing else is set."""
-    if all(fd.name in core for fd, _ in msg.ListFields()):
+    for name, repeated in _other_fields(msg.DESCRIPTOR, core):
+        if len(getattr(msg, name)) if repeated else msg.HasField(name):
+            break
+    else:
         return None
     out = type(msg)()
-    for fd, _ in msg.ListFields():
-        if fd.name not in core:
-            f = getattr(msg, fd.name)
-            if hasattr(f, "extend") and not isinstance(f, (str, bytes)):
-                getattr(out, fd.name).extend(f)
-            elif hasattr(f, "CopyFrom"):
-                getattr(out, fd.name).CopyFrom(f)
-            else:
-                setattr(out, fd.name, f)
+    for name, repeated in _other_fields(msg.DESCRIPTOR, core):
+        if repeated:
+            getattr(out, name).extend(getattr(msg, name))
+        elif msg.HasField(name):
+            _copy_field(out, name, getattr(msg, name))
     return out.SerializeToString(deterministic=True)
+
+
+@lru_cache(maxsize=None)
+def _other_fields(descriptor, core: frozenset) -> tuple:
+    """(name, is repeated) of the message type's fields outside ``core``: asking each of a node's few
+    such fields is several times cheaper than listing its set fields."""
+    def repeated(f) -> bool:  # protobuf 6 dropped ``label`` for ``is_repeated``
+        return f.is_repeated if hasattr(f, "is_repeated") else f.label == f.LABEL_REPEATED
+
+    return tuple((f.name, repeated(f)) for f in descriptor.fields if f.name not in core)
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -87,28 +99,42 @@ def _read(model) -> tuple:
     return proto, os.path.dirname(os.path.abspath(path)), path, path
 
 
-def _walk_graphs(g):
-    """``g`` and every graph nested in its nodes' attributes."""
-    yield g
-    for nd in g.node:
-        for a in nd.attribute:
-            if a.HasField("g"):
-                yield from _walk_graphs(a.g)
-            for sg in a.graphs:
-                yield from _walk_graphs(sg)
+class _Scan:
+    """One walk over a model: its graphs (the main graph, then each body depth-first, as they appear) and
+    every TensorProto (initializers and tensor attributes, in functions too). Loading reads both several
+    times; walking a large model's nodes in Python is what costs."""
 
+    def __init__(self, proto):
+        from onnx import AttributeProto as A, TensorProto
 
-def _tensors(proto):
-    """Every TensorProto of the model: initializers and tensor attributes, in functions too."""
-    bodies = list(_walk_graphs(proto.graph))
-    for g in bodies:
-        yield from g.initializer
-    for g, nodes in [(g, g.node) for g in bodies] + [(None, f.node) for f in proto.functions]:
-        for nd in nodes:
-            for a in nd.attribute:
-                if a.HasField("t"):
-                    yield a.t
-                yield from a.tensors
+        self.graphs: list = []
+        self.tensors: list = []
+
+        def walk(g):
+            self.graphs.append(g)
+            self.tensors.extend(g.initializer)
+            for nd in g.node:
+                for a in nd.attribute:
+                    k = a.type
+                    if k == A.GRAPH:
+                        walk(a.g)
+                    elif k == A.GRAPHS:
+                        for sg in a.graphs:
+                            walk(sg)
+                    elif k == A.TENSOR:
+                        self.tensors.append(a.t)
+                    elif k == A.TENSORS:
+                        self.tensors.extend(a.tensors)
+
+        walk(proto.graph)
+        for f in proto.functions:
+            for nd in f.node:
+                for a in nd.attribute:
+                    if a.type == A.TENSOR:
+                        self.tensors.append(a.t)
+                    elif a.type == A.TENSORS:
+                        self.tensors.extend(a.tensors)
+        self.external = [t for t in self.tensors if t.data_location == TensorProto.EXTERNAL]
 
 
 def _opsets(proto) -> dict[str, int]:
@@ -118,12 +144,101 @@ def _opsets(proto) -> dict[str, int]:
     return out
 
 
-def check(proto, base_dir: str, path: Optional[str], where: str) -> None:
+# Element types whose raw bytes are itemsize bytes per element (not packed below a byte, not strings):
+# a large embedded tensor of one of these may be stood in for by a stub while ONNX checks and types the
+# model, with its byte count checked here.
+@lru_cache(maxsize=None)
+def _plain_itemsize(data_type: int) -> Optional[int]:
+    from onnx import helper
+
+    try:
+        dt = np.dtype(helper.tensor_dtype_to_np_dtype(data_type))
+    except (KeyError, ValueError, TypeError):
+        return None
+    packed = {"int4", "uint4", "int2", "uint2", "float4_e2m1fn"}
+    return None if dt.kind in "OSUV" or dt.name in packed else dt.itemsize
+
+
+def _skeletons(proto):
+    """(the model for shape inference, the model for the checker): ``proto`` with each large embedded
+    initializer (over SKELETON_BYTES, raw bytes of a plain type) stood in for by a stub, so neither copies
+    the weights. Inference gets the stub marked external (its name, type and dims stay: they type the
+    graph); the checker gets it empty (dims [0], which the checker accepts without data) and
+    :func:`_check_stubbed` checks what the checker would have of the real one. ``proto`` is untouched."""
+    from onnx import ModelProto, TensorProto
+
+    big = set()
+    for i, t in enumerate(proto.graph.initializer):
+        if t.data_location != TensorProto.EXTERNAL and t.HasField("raw_data"):
+            size = _plain_itemsize(t.data_type)
+            if size is not None and size * int(np.prod(t.dims, dtype=np.int64)) > SKELETON_BYTES:
+                big.add(i)
+    if not big:
+        return proto, proto, ()
+    infer_m, check_m = ModelProto(), ModelProto()
+    for fd, v in proto.ListFields():
+        if fd.name != "graph":
+            _copy_field(infer_m, fd.name, v)
+    for fd, v in proto.graph.ListFields():
+        if fd.name != "initializer":
+            _copy_field(infer_m.graph, fd.name, v)
+    stubbed = []
+    for i, t in enumerate(proto.graph.initializer):
+        s = infer_m.graph.initializer.add()
+        if i not in big:
+            s.CopyFrom(t)
+            continue
+        s.name, s.data_type = t.name, t.data_type
+        s.dims.extend(t.dims)
+        s.data_location = TensorProto.EXTERNAL
+        e = s.external_data.add()
+        e.key, e.value = "location", "graphir-skeleton"
+        stubbed.append(t)
+    check_m.CopyFrom(infer_m)
+    for i in big:
+        s = check_m.graph.initializer[i]
+        s.ClearField("data_location")
+        s.ClearField("external_data")
+        del s.dims[:]
+        s.dims.append(0)
+    return infer_m, check_m, stubbed
+
+
+def _copy_field(msg, name: str, value) -> None:
+    f = getattr(msg, name)
+    if hasattr(f, "extend") and not isinstance(f, (str, bytes)):
+        f.extend(value)
+    elif hasattr(f, "CopyFrom"):
+        f.CopyFrom(value)
+    else:
+        setattr(msg, name, value)
+
+
+_VALUE_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
+
+
+def _check_stubbed(stubbed, where: str) -> None:
+    """What the checker checks of an embedded tensor's data, for the tensors :func:`_skeletons` stubbed:
+    raw_data is its only value field and holds exactly its shape's bytes."""
+    for t in stubbed:
+        others = [f for f in _VALUE_FIELDS if len(getattr(t, f))]
+        if others:
+            raise ModelLoadError(f"{where}: fails the ONNX checker: tensor {t.name!r} has raw_data and "
+                                 f"{others[0]}; a tensor has one value field")
+        need = _plain_itemsize(t.data_type) * int(np.prod(t.dims, dtype=np.int64))
+        got = len(t.raw_data)
+        if got != need:
+            raise ModelLoadError(f"{where}: fails the ONNX checker: tensor {t.name!r} has {got} bytes of "
+                                 f"raw_data; its shape and type need {need}")
+
+
+def check(proto, base_dir: str, path: Optional[str], where: str, scan: Optional[_Scan] = None,
+          skeleton=None) -> None:
     """Reject what graphir cannot read faithfully: no graph, op set < 13, ops without a schema, missing
     external data, anything ``onnx.checker`` rejects (its full check, strict shape inference, is
-    :func:`infer`'s). One line each."""
+    :func:`infer`'s). One line each. ``skeleton`` is :func:`_skeletons`' result, when the caller has it."""
     import onnx
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+    from onnx.external_data_helper import ExternalDataInfo
 
     if not proto.HasField("graph") or proto.ir_version <= 0:
         raise ModelLoadError(f"{where}: not an ONNX model (no {'graph' if proto.ir_version > 0 else 'IR version'})")
@@ -132,12 +247,15 @@ def check(proto, base_dir: str, path: Optional[str], where: str) -> None:
     if v is not None and v < MIN_OPSET:
         raise ModelLoadError(f"{where}: op set {v} is below {MIN_OPSET}, the oldest graphir reads; convert it "
                              f"with onnx.version_converter.convert_version(model, {MIN_OPSET})")
+    scan = scan or _Scan(proto)
     local = {(f.domain, f.name) for f in proto.functions}
-    for g in _walk_graphs(proto.graph):
+    known: set = set()
+    for g in scan.graphs:
         for nd in g.node:
-            dom = "" if nd.domain == "ai.onnx" else nd.domain
-            if (nd.domain, nd.op_type) in local:
+            key = (nd.domain, nd.op_type)
+            if key in known or key in local:
                 continue
+            dom = "" if nd.domain == "ai.onnx" else nd.domain
             if dom not in opsets:
                 raise ModelLoadError(f"{where}: node {nd.name or nd.op_type!r} uses domain {nd.domain!r}, which "
                                      f"the model does not import")
@@ -145,54 +263,45 @@ def check(proto, base_dir: str, path: Optional[str], where: str) -> None:
                 what = f"op {nd.op_type!r}" + (f" of domain {nd.domain!r}" if nd.domain else "")
                 raise ModelLoadError(f"{where}: node {nd.name or nd.op_type!r}: ONNX has no schema for {what} at "
                                      f"op set {opsets[dom]} (and the model defines no such function)")
-    for t in _tensors(proto):
-        if uses_external_data(t):
-            info = ExternalDataInfo(t)
-            loc = os.path.join(base_dir, info.location)
-            if not os.path.isfile(loc):
-                raise ModelLoadError(f"{where}: external data file {info.location!r} of tensor {t.name!r} is "
-                                     f"missing (looked in {base_dir})")
-            end = (info.offset or 0) + (info.length or 0)
-            if end > os.path.getsize(loc):
-                raise ModelLoadError(f"{where}: external data file {info.location!r} is too short for tensor "
-                                     f"{t.name!r} (needs {end} bytes)")
+            known.add(key)
+    for t in scan.external:
+        info = ExternalDataInfo(t)
+        loc = os.path.join(base_dir, info.location)
+        if not os.path.isfile(loc):
+            raise ModelLoadError(f"{where}: external data file {info.location!r} of tensor {t.name!r} is "
+                                 f"missing (looked in {base_dir})")
+        end = (info.offset or 0) + (info.length or 0)
+        if end > os.path.getsize(loc):
+            raise ModelLoadError(f"{where}: external data file {info.location!r} is too short for tensor "
+                                 f"{t.name!r} (needs {end} bytes)")
     # The checker without its full check: the full check is strict, type-checking shape inference, which
-    # infer() runs anyway (with data propagation) and reports as the checker would.
+    # infer() runs anyway (with data propagation) and reports as the checker would. A model with external
+    # data is checked from its file (the checker resolves data locations against the file's directory);
+    # any other on its stubbed skeleton, so the checker neither re-reads the file nor copies the weights.
+    stubbed = ()
     try:
-        if path is not None:
+        if scan.external and path is not None:
             onnx.checker.check_model(path)
         else:
-            onnx.checker.check_model(proto)
+            _, check_m, stubbed = skeleton or _skeletons(proto)
+            onnx.checker.check_model(check_m)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise ModelLoadError(f"{where}: fails the ONNX checker: {one_line(e, 300)}") from None
     except ValueError as e:  # e.g. a model over 2 GB given in memory
         raise ModelLoadError(f"{where}: cannot be checked: {one_line(e, 300)}") from None
+    _check_stubbed(stubbed, where)
 
 
-def infer(proto):
-    """``infer_shapes(data_prop=True)`` on ``proto`` with its large embedded tensors hidden (marked external
-    for the duration), so the weights are not copied; returns the inferred copy."""
+def infer(proto, skeleton=None):
+    """``infer_shapes(data_prop=True)`` on ``proto``'s skeleton (:func:`_skeletons`: large embedded
+    tensors stood in for by external stubs, so the weights are not copied); returns the inferred copy."""
     import onnx
-    from onnx import TensorProto
 
-    hidden = []
+    infer_m = (skeleton or _skeletons(proto))[0]
     try:
-        for t in proto.graph.initializer:
-            if t.data_location != TensorProto.EXTERNAL and len(t.raw_data) > SKELETON_BYTES:
-                hidden.append((t, t.raw_data))
-                t.ClearField("raw_data")
-                t.data_location = TensorProto.EXTERNAL
-                e = t.external_data.add()
-                e.key, e.value = "location", "graphir-skeleton"
-        try:
-            return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
-        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as e:
-            raise ModelLoadError(f"fails the ONNX checker (shape inference): {one_line(e, 300)}") from None
-    finally:
-        for t, raw in hidden:
-            t.data_location = TensorProto.DEFAULT
-            t.ClearField("external_data")
-            t.raw_data = raw
+        return onnx.shape_inference.infer_shapes(infer_m, check_type=True, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as e:
+        raise ModelLoadError(f"fails the ONNX checker (shape inference): {one_line(e, 300)}") from None
 
 
 # ------------------------------------------------------------------------------------------ values
@@ -257,10 +366,10 @@ def tensor_from_proto(t, base_dir: str) -> Tensor:
     """An IR constant that decodes ``t`` only when asked (external data as a memory map, see
     :func:`external_array`), and keeps ``t`` itself as its encoded form so an untouched constant is written
     back as it was."""
-    from onnx import numpy_helper
-    from onnx.external_data_helper import uses_external_data
-
     def decode():
+        from onnx import numpy_helper
+        from onnx.external_data_helper import uses_external_data
+
         a = external_array(t, base_dir) if uses_external_data(t) else None
         return numpy_helper.to_array(t, base_dir=base_dir) if a is None else a
 
@@ -286,10 +395,17 @@ def sparse_from_proto(sp, base_dir: str) -> Tensor:
                   encoded=("onnx.sparse", sp, base_dir))
 
 
+@lru_cache(maxsize=None)
+def _attribute_proto():
+    """onnx's AttributeProto, imported once (it is asked for per attribute; ``onnx`` loads lazily)."""
+    from onnx import AttributeProto
+
+    return AttributeProto
+
+
 def attr_value(a, base_dir: str, subgraph: Callable):
     """An AttributeProto's value in IR form (subgraphs through ``subgraph(GraphProto, attr name)``)."""
-    from onnx import AttributeProto as A
-
+    A = _attribute_proto()
     k = a.type
     if k == A.FLOAT:
         return float(a.f)
@@ -335,6 +451,16 @@ class _Converter:
         self.opsets.update((d, v) for d, v in opsets.items() if d != "")
         self.base_dir = base_dir
         self.functions = functions
+        # TypeProto bytes -> TensorType: a model's values share few distinct types, and building one from
+        # the proto's dims costs several times a lookup of its serialized form. (Types are immutable.)
+        self._types: dict[bytes, TensorType] = {}
+
+    def type_of(self, tp) -> TensorType:
+        key = tp.SerializeToString()
+        t = self._types.get(key)
+        if t is None:
+            t = self._types[key] = type_from_proto(tp)
+        return t
 
     def graph(self, g, g_inf, outer: Optional[Callable[[str], Value]] = None) -> tuple[Graph, list[str]]:
         """Convert GraphProto ``g`` (types from its inferred twin ``g_inf``). In a body, names defined
@@ -364,13 +490,14 @@ class _Converter:
         meta_io: dict = {}
         defaults = {}
         inits = {t.name: t for t in g.initializer}
+        input_names = {vi.name for vi in g.input}
         for t in g.initializer:
-            if t.name not in {vi.name for vi in g.input}:
+            if t.name not in input_names:
                 scope[t.name] = graph.add_initializer(t.name, tensor_from_proto(t, self.base_dir))
         ports_in = []
         for vi in g.input:
             # A body's inputs may be untyped in the file (Loop, Scan): inference types them in its twin.
-            ty = type_from_proto(types.get(vi.name, vi.type))
+            ty = self.type_of(types.get(vi.name, vi.type))
             scope[vi.name] = arg = graph.add_argument(vi.name, ty)
             ports_in.append(Port(vi.name, arg))
             meta_io[("in", vi.name)] = vi.SerializeToString(deterministic=True)
@@ -384,26 +511,29 @@ class _Converter:
             scope[sp.values.name] = graph.add_initializer(sp.values.name, t, TensorType(VARIANT, t.shape))
         if g.doc_string:
             graph.attrs["onnx.doc_string"] = g.doc_string
-        extra = _extra(g, _GRAPH_CORE | {"sparse_initializer"})
+        extra = _extra(g, _GRAPH_CORE)
         if extra:
             graph.attrs["onnx.graph_extra"] = extra
 
+        unknown = TensorType(VARIANT, Shape(None))
+        base_dir, functions = self.base_dir, self.functions
         for nd, nd_inf in zip(g.node, g_inf.node):
-            ins = [None if n == "" else resolve(n) for n in nd.input]
+            ins = [None if n == "" else (scope.get(n) or resolve(n)) for n in nd.input]
             attrs = {}
             attr_types = {}
-            for a, a_inf in zip(nd.attribute, nd_inf.attribute):
+            for j, a in enumerate(nd.attribute):
+                k = a.type
                 if a.ref_attr_name:
                     raise ModelLoadError(f"node {nd.name!r}: attribute reference {a.ref_attr_name!r} outside a "
                                          f"function body")
-                if a.type in (A.GRAPH,):
-                    attrs[a.name] = self._subgraph(graph, a.g, a_inf.g, resolve)
-                elif a.type == A.GRAPHS:
+                if k == A.GRAPH:
+                    attrs[a.name] = self._subgraph(graph, a.g, nd_inf.attribute[j].g, resolve)
+                elif k == A.GRAPHS:
                     raise ModelLoadError(f"node {nd.name!r}: attribute {a.name!r} holds a list of graphs, "
                                          f"which graphir does not read")
                 else:
-                    attrs[a.name] = attr_value(a, self.base_dir, None)
-                attr_types[a.name] = a.type
+                    attrs[a.name] = attr_value(a, base_dir, None)
+                attr_types[a.name] = k
             outs = list(nd.output)
             trailing = 0
             while outs and outs[-1] == "":
@@ -413,32 +543,35 @@ class _Converter:
             for i, n in enumerate(outs):
                 if n == "":
                     absent.append(i)
-                    out_types.append(TensorType(VARIANT, Shape(None)))
+                    out_types.append(unknown)
                     out_names.append(None)
                     continue
                 tp = types.get(n)
-                out_types.append(type_from_proto(tp) if tp is not None else TensorType(VARIANT, Shape(None)))
+                out_types.append(unknown if tp is None else self.type_of(tp))
                 out_names.append(n)
-            op_type = join_op("" if nd.domain == "" else nd.domain, nd.op_type)
-            base = nd.name or (outs[0] if outs and outs[0] else nd.op_type)
+            domain, op = nd.domain, nd.op_type
+            op_type = f"{domain}.{op}" if domain else op
+            name = nd.name
+            base = name or (outs[0] if outs and outs[0] else op)
             node = graph.add_node(op_type, ins, attrs, out_types, domain=DOMAIN, name=base,
                                   output_names=out_names)
-            if not nd.HasField("name"):
-                node.meta["onnx.name"] = None  # unset, not even ""
-            elif node.name != nd.name:
-                node.meta["onnx.name"] = nd.name
-            if nd.HasField("domain") and not nd.domain:
-                node.meta["onnx.domain_set"] = True
-            node.meta["onnx.attr_types"] = attr_types
+            meta = node.meta
+            if not name and not nd.HasField("name"):
+                meta["onnx.name"] = None  # unset, not even ""
+            elif node.name != name:
+                meta["onnx.name"] = name
+            if not domain and nd.HasField("domain"):
+                meta["onnx.domain_set"] = True
+            meta["onnx.attr_types"] = attr_types
             if absent:
-                node.meta["onnx.absent_outputs"] = absent
+                meta["onnx.absent_outputs"] = absent
             if trailing:
-                node.meta["onnx.trailing_outputs"] = trailing
-            if (nd.domain, nd.op_type) in self.functions:
-                node.meta["onnx.function"] = True
+                meta["onnx.trailing_outputs"] = trailing
+            if functions and (domain, op) in functions:
+                meta["onnx.function"] = True
             ex = _extra(nd, _NODE_CORE)
             if ex:
-                node.meta["onnx.node_extra"] = ex
+                meta["onnx.node_extra"] = ex
             for v in node.outputs:
                 if v._name is not None:
                     if v._name in scope:
@@ -459,8 +592,8 @@ class _Converter:
         return Subgraph(body, [resolve(n) for n in names])
 
 
-def convert(proto, inferred, base_dir: str) -> Graph:
-    """The IR graph of a checked ModelProto (``inferred``: its shape-inferred copy)."""
+def convert(proto, inferred, base_dir: str, scan: Optional[_Scan] = None) -> Graph:
+    """The IR graph of a checked ModelProto (``inferred``: its shape-inferred copy or skeleton's)."""
     opsets = _opsets(proto)
     conv = _Converter(opsets, base_dir, {(f.domain, f.name) for f in proto.functions})
     graph, _ = conv.graph(proto.graph, inferred.graph)
@@ -485,21 +618,20 @@ def convert(proto, inferred, base_dir: str) -> Graph:
     graph.meta["onnx.base_dir"] = base_dir
     # Every data file of the input (also those whose tensors a pass will replace: the backend must never
     # write over one, the output may sit next to the input), with the bytes the model uses of it.
-    graph.meta["onnx.data_files"] = data_files(proto, base_dir)
+    graph.meta["onnx.data_files"] = data_files(proto, base_dir, scan)
     return graph
 
 
-def data_files(proto, base_dir: str) -> dict[str, int]:
+def data_files(proto, base_dir: str, scan: Optional[_Scan] = None) -> dict[str, int]:
     """The external data files ``proto`` refers to (absolute paths), each with how many of its bytes the
     model's tensors use."""
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+    from onnx.external_data_helper import ExternalDataInfo
 
     spans: dict[str, set] = {}
-    for t in _tensors(proto):
-        if uses_external_data(t):
-            info = ExternalDataInfo(t)
-            path = os.path.abspath(os.path.join(base_dir, info.location))
-            spans.setdefault(path, set()).add((info.offset or 0, info.length or 0))
+    for t in (scan or _Scan(proto)).external:
+        info = ExternalDataInfo(t)
+        path = os.path.abspath(os.path.join(base_dir, info.location))
+        spans.setdefault(path, set()).add((info.offset or 0, info.length or 0))
     return {p: sum(n for _, n in s) for p, s in sorted(spans.items())}
 
 
@@ -553,13 +685,17 @@ def _select(graph: Graph, inputs: Optional[Sequence[str]], outputs: Optional[Seq
 def load(model, inputs: Optional[Sequence[str]] = None, outputs: Optional[Sequence[str]] = None) -> Graph:
     """Load an ONNX model (path, ``ModelProto`` or serialized bytes) into the IR."""
     proto, base_dir, path, where = _read(model)
-    check(proto, base_dir, path, where)
+    if not proto.HasField("graph"):
+        check(proto, base_dir, path, where)  # says what is wrong
+    scan = _Scan(proto)
+    skeleton = _skeletons(proto)
+    check(proto, base_dir, path, where, scan, skeleton)
     try:
-        inferred = infer(proto)
+        inferred = infer(proto, skeleton)
     except ModelLoadError as e:
         raise ModelLoadError(f"{where}: {e}") from None
     try:
-        graph = convert(proto, inferred, base_dir)
+        graph = convert(proto, inferred, base_dir, scan)
     except ModelLoadError as e:
         raise ModelLoadError(f"{where}: {e}") from None
     except ValueError as e:  # an element type graphir has no dtype for
