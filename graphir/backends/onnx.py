@@ -141,8 +141,9 @@ _TENSOR_FIELDS = [(fd.name, fd.number, hasattr(getattr(TensorProto(), fd.name), 
 
 def _kept_pieces(p, name: str, a: Optional[np.ndarray]) -> Optional[list]:
     """Loaded TensorProto ``p`` named ``name`` as wire pieces: its fields before raw_data, raw_data, the
-    fields after. The raw_data piece is ``a`` (``p`` decoded) where that is the same bytes, else a copy
-    of ``p``'s. None when ``p`` has fields this onnx does not know (it is then written whole)."""
+    fields after. The raw_data piece is ``a`` (``p`` decoded) where onnx would encode ``a`` as a tensor of
+    ``p``'s type and shape with ``a``'s own bytes for raw_data (then they are ``p``'s: ``a`` holds its
+    values), else a copy of ``p``'s. None when ``p`` has fields this onnx does not know (written whole)."""
     if UnknownFieldSet is None or len(UnknownFieldSet(p)):
         return None
     lo, hi = TensorProto(), TensorProto()
@@ -158,7 +159,8 @@ def _kept_pieces(p, name: str, a: Optional[np.ndarray]) -> Optional[list]:
                 setattr(dst, f, getattr(p, f))
     if p.name != name:
         lo.name = name
-    if a is not None and _raw_layout(a):
+    stub = None if a is None else _raw_stub(a, "")
+    if stub is not None and stub.data_type == p.data_type and stub.dims == p.dims:
         raw = memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
     else:
         raw = p.raw_data
