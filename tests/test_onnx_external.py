@@ -200,3 +200,31 @@ def test_constant_folding_feeds_large_weights_instead_of_serializing_them(tmp_pa
     np.testing.assert_allclose(got, w.sum(axis=0), rtol=1e-5, atol=1e-4)
     opt = graphir.compile(str(path))
     assert opt.ir.op_histogram() == {"Add": 1}
+
+
+def _without_default_location(m):
+    """``m`` with every initializer's data_location unset where it says DEFAULT (onnx.load's external-data
+    reader sets it, an inline tensor may leave it unset: the same tensor either way)."""
+    m = onnx.ModelProto.FromString(m.SerializeToString())
+    for t in m.graph.initializer:
+        if t.data_location == TP.DEFAULT:
+            t.ClearField("data_location")
+    return m
+
+
+@pytest.mark.parametrize("build", [lambda: M.cnn(channels=64), lambda: _dense_bn(512)])
+def test_streamed_external_model_is_the_model(build, tmp_path):
+    """An external-data model written by save() (the model file streamed, kept and new weights in data
+    files) loads as the model to_model builds in memory; its model file is the canonical serialization."""
+    from graphir.backends.onnx import to_model
+
+    path = _save_external(build(), tmp_path / "src")
+    for g in (graphir.load(str(path)), graphir.compile(str(path)).ir):
+        dst = tmp_path / "out" / "m.onnx"
+        dst.parent.mkdir(exist_ok=True)
+        g.save(str(dst))
+        skeleton = onnx.load(str(dst), load_external_data=False)
+        assert any(t.data_location == TP.EXTERNAL for t in skeleton.graph.initializer)
+        assert dst.read_bytes() == skeleton.SerializeToString()
+        got = onnx.load(str(dst))
+        assert _without_default_location(got) == _without_default_location(to_model(g, external="inline"))

@@ -247,3 +247,121 @@ def test_sparse_initializer():
     want[0, 1], want[1, 2] = 5.0, -1.0
     np.testing.assert_array_equal(graph.initializers["S"].const.numpy(), want)
     assert serialized(to_model(graph)) == serialized(m)
+
+
+def _weights_everywhere(seed=0):
+    """Tensors over the backend's STREAM_MIN_BYTES in every place a model holds them: main-graph
+    initializers (raw; one also with fields after raw_data; one as float_data; one with a field this onnx
+    does not know; a float16 one), an input with a default, If branch and Loop body initializers, a
+    Constant node's tensor, a sparse initializer; a local function; a Conv + BatchNormalization whose
+    folding makes new tensors."""
+    rng = np.random.default_rng(seed)
+    f, n = np.float32, 64
+
+    def w(name, *shape, dtype=f):
+        return nh.from_array((rng.standard_normal(shape) / 8).astype(dtype), name)
+
+    m1 = w("M1", 2048, 128)
+    m1.doc_string = "after raw_data"
+    m1.data_location = TP.DEFAULT
+    h.set_metadata_props(m1, {"origin": "test"})
+    m2 = h.make_tensor("M2", TP.FLOAT, [128, n], (rng.standard_normal(128 * n) / 8).astype(f).tolist())
+    m3 = w("M3", n, n)
+    m3.MergeFromString(b"\xc0\x3e\x2a")  # field 1000 = 42: unknown to onnx
+    bn = [nh.from_array((rng.random(32) + 0.5).astype(f), "g"), w("b", 32), w("m", 32),
+          nh.from_array((rng.random(32) + 0.5).astype(f), "v")]
+    inits = [w("W", 32, 16, 3, 3), w("cb", 32), *bn, nh.from_array(np.array([1, 2048], np.int64), "shp"),
+             m1, m2, m3, w("H", n, n, dtype=np.float16), nh.from_array(np.array(0.0, f), "zero"),
+             nh.from_array(np.array(2, np.int64), "trip"), nh.from_array(np.array(True), "cond"),
+             w("K", n, n)]  # (graphir writes an input's default after the other initializers)
+
+    def branch(op, name):
+        return h.make_graph([h.make_node(op, ["h4", name], [f"{name}_out"])], name, [],
+                            [h.make_tensor_value_info(f"{name}_out", TP.FLOAT, [n, n])], [w(name, n, n)])
+
+    body = h.make_graph([h.make_node("Identity", ["c_in"], ["c_out"]), h.make_node("Add", ["acc", "L"], ["acc_out"])],
+                        "body", [h.make_tensor_value_info("i", TP.INT64, []),
+                                 h.make_tensor_value_info("c_in", TP.BOOL, []),
+                                 h.make_tensor_value_info("acc", TP.FLOAT, [n, n])],
+                        [h.make_tensor_value_info("c_out", TP.BOOL, []),
+                         h.make_tensor_value_info("acc_out", TP.FLOAT, [n, n])], [w("L", n, n)])
+    fn = h.make_function("local", "AddMul", ["a", "b"], ["y"],
+                         [h.make_node("Add", ["a", "b"], ["s"]), h.make_node("Mul", ["s", "b"], ["y"])],
+                         [h.make_opsetid("", M.OPSET)])
+    nodes = [
+        h.make_node("Conv", ["X", "W", "cb"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        h.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["bn"], name="bn"),
+        h.make_node("Reshape", ["bn", "shp"], ["flat"], name="flat"),
+        h.make_node("MatMul", ["flat", "M1"], ["h0"], name="mm1"),
+        h.make_node("MatMul", ["h0", "M2"], ["h1"], name="mm2"),
+        h.make_node("MatMul", ["h1", "M3"], ["h2"], name="mm3"),
+        h.make_node("MatMul", ["h2", "K"], ["h3"], name="mmk"),
+        h.make_node("Constant", [], ["C"], name="const", value=w("C", n, n)),
+        h.make_node("Mul", ["h3", "C"], ["h4"], name="mulc"),
+        h.make_node("ReduceSum", ["h4"], ["s"], keepdims=0, name="sum"),
+        h.make_node("Greater", ["s", "zero"], ["gt"], name="gt"),
+        h.make_node("If", ["gt"], ["h5"], name="if", then_branch=branch("Add", "T"),
+                    else_branch=branch("Sub", "E")),
+        h.make_node("Loop", ["trip", "cond", "h5"], ["h6"], name="loop", body=body),
+        h.make_node("Cast", ["h6"], ["h6h"], to=TP.FLOAT16, name="tohalf"),
+        h.make_node("Mul", ["h6h", "H"], ["h7h"], name="mulh"),
+        h.make_node("Cast", ["h7h"], ["h7"], to=TP.FLOAT, name="tofloat"),
+        h.make_node("AddMul", ["h7", "h7"], ["Y"], domain="local", name="call"),
+    ]
+    g = h.make_graph(nodes, "everywhere", [h.make_tensor_value_info("X", TP.FLOAT, [1, 16, 8, 8]),
+                                           h.make_tensor_value_info("K", TP.FLOAT, [n, n])],
+                     [h.make_tensor_value_info("Y", TP.FLOAT, [n, n])], inits)
+    g.sparse_initializer.append(h.make_sparse_tensor(w("S", 2048), nh.from_array(np.arange(0, 4096, 2), "S_idx"),
+                                                     [4096]))
+    return h.make_model(g, opset_imports=[h.make_opsetid("", M.OPSET), h.make_opsetid("local", 1)], functions=[fn])
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_saved_file_is_the_serialized_model(compiled, tmp_path):
+    """save() streams the file (the weights from their buffers, not through one serialized proto): it is
+    still byte for byte the ModelProto to_model builds, serialized, wherever the tensors sit."""
+    m = _weights_everywhere()
+    src, dst = tmp_path / "m.onnx", tmp_path / "out.onnx"
+    onnx.save(m, src)
+    g = graphir.compile(str(src)).ir if compiled else graphir.load(str(src))
+    g.initializers["H"].const.numpy()  # decoded: written from its array; the undecoded from their protos
+    for _ in range(2):  # the second time over an existing file of the same name
+        g.save(str(dst))
+        want = to_model(g, external="keep")
+        assert dst.read_bytes() == want.SerializeToString()
+        assert onnx.load(str(dst)) == want
+    if not compiled:
+        assert dst.read_bytes() == src.read_bytes()
+    else:
+        assert any(v.const.encoded is None and v.const.nbytes >= 4096 for v in g.initializers.values())
+        x = np.random.default_rng(1).standard_normal((1, 16, 8, 8)).astype(np.float32)
+        k = nh.to_array(m.graph.initializer[-1])
+        np.testing.assert_allclose(run(str(dst), {"X": x, "K": k})[0], run(m, {"X": x, "K": k})[0],
+                                   rtol=1e-2, atol=1e-2)
+    # A smaller model over the bigger one: nothing of the old file is left at the end.
+    graphir.load(M.cnn()).save(str(dst))
+    assert dst.read_bytes() == serialized(M.cnn())
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx", "out.onnx"]
+
+
+def test_new_weights_go_from_their_arrays_to_the_file(tmp_path):
+    """A 4 MB folded weight of a model without external data is written from its array: no copy of it
+    (a proto's, a serialized model's) is made on the way."""
+    import tracemalloc
+
+    from test_onnx_external import _dense_bn
+
+    n = 1024
+    opt = graphir.compile(_dense_bn(n))
+    (folded,) = [v.const for v in opt.ir.initializers.values()
+                 if v.const.encoded is None and v.const.nbytes == n * n * 4]
+    folded.numpy()
+    dst = tmp_path / "opt.onnx"
+    tracemalloc.start()
+    try:
+        opt.save(str(dst))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < n * n * 4 // 4
+    assert dst.read_bytes() == to_model(opt.ir, external="keep").SerializeToString()

@@ -13,12 +13,29 @@ def _umask() -> int:
     return mask
 
 
+PREALLOCATE_MIN_BYTES = 64 << 10
+
+
+def preallocate(f, size: int, target: str) -> None:
+    """Give ``f``, an empty temporary about to be renamed over ``target``, its ``size`` bytes of disk before
+    it is written. Renaming a file over an existing one makes ext4 first start writing back every block of
+    the new file that has no disk place yet (``auto_da_alloc``: so that a crash cannot leave an empty file
+    where the old one was): measured here, ~0.5 ms per MB on top of what os.replace costs. Preallocated
+    blocks are exempt and written back as usual. Only for a target that exists: that alone pays the flush."""
+    if size >= PREALLOCATE_MIN_BYTES and os.path.exists(target):
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+        except OSError:
+            pass  # no room is reported by the write itself; a file system without it pays the flush
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".graphir-", dir=d)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get normal file permissions
         with os.fdopen(fd, "wb") as f:
+            preallocate(f, len(data), path)
             f.write(data)
         os.replace(tmp, path)
     except BaseException:

@@ -22,19 +22,31 @@ import shutil
 from typing import Optional
 
 import numpy as np
+from google.protobuf.internal import wire_format
+from google.protobuf.internal.decoder import _DecodeVarint
+from google.protobuf.internal.encoder import TagBytes, _VarintBytes
+from onnx import AttributeProto as A
+from onnx import (FunctionProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, SparseTensorProto,
+                  StringStringEntryProto, TensorProto, TypeProto, helper, numpy_helper)
 
-from ..dialects.onnx import DOMAIN, attr_type, dtype_to_onnx, is_onnx_graph, split_op
+from ..dialects.onnx import (DOMAIN, VARIANT, attr_type, dtype_from_onnx, dtype_to_onnx, is_onnx_graph,
+                             split_op)
 from ..errors import GraphirError, one_line
+from ..frontends.onnx import external_bytes
 from ..ir import Graph, Node, Value
 from ..ir.types import DType, Subgraph, Tensor, TensorType
 
+try:
+    from google.protobuf.unknown_fields import UnknownFieldSet
+except ImportError:  # protobuf < 4.22: kept tensors are then serialized whole, not streamed
+    UnknownFieldSet = None
+
 EXTERNAL_MIN_BYTES = 1024          # new tensors at least this big go to the data file of an external model
 PROTO_LIMIT = (2 << 30) - (64 << 20)  # stay clear of protobuf's 2 GB message limit
+PROTO_MAX = (2 << 30) - 1          # the largest message protobuf reads
 
 
 def _is_external(p) -> bool:
-    from onnx import TensorProto
-
     return p.data_location == TensorProto.EXTERNAL
 
 
@@ -43,8 +55,6 @@ def _ext_info(p) -> dict:
 
 
 def _set_external(p, location: str, offset: int, length: int) -> None:
-    from onnx import TensorProto
-
     p.data_location = TensorProto.EXTERNAL
     for k, v in (("location", location), ("offset", str(offset)), ("length", str(length))):
         e = p.external_data.add()
@@ -58,15 +68,122 @@ def _kept(t: Tensor) -> bool:
             and enc[1].data_type == dtype_to_onnx(t.dtype))
 
 
-def _raw_layout(a: np.ndarray) -> bool:
-    """ONNX's raw_data of ``a`` is ``a``'s own bytes (not packed sub-byte values, strings or a big-endian
-    host's), so it can be written from the array directly; asked of onnx's encoder on a sample."""
-    from onnx import numpy_helper
-
+def _raw_stub(a: np.ndarray, name: str):
+    """``numpy_helper.from_array(a, name)`` less its raw_data, when that raw_data is ``a``'s own bytes (not
+    packed sub-byte values, strings or a big-endian host's) so that it can be written from the array
+    directly; else None. Asked of onnx's encoder on a sample."""
     if a.dtype.kind in "OSU" or a.size < 8:
-        return False
+        return None
     sample = np.ascontiguousarray(a.reshape(-1)[:8])
-    return numpy_helper.from_array(sample).raw_data == sample.tobytes()
+    p = numpy_helper.from_array(sample, name)
+    if p.raw_data != sample.tobytes():
+        return None
+    p.ClearField("raw_data")
+    del p.dims[:]
+    p.dims.extend(a.shape)
+    return p
+
+
+def _raw_layout(a: np.ndarray) -> bool:
+    return _raw_stub(a, "") is not None
+
+
+def _array(t: Tensor) -> np.ndarray:
+    a = t.numpy()
+    return a.astype(t.dtype.np) if t.dtype.np is not None and a.dtype != t.dtype.np else a
+
+
+# ---------------------------------------------------------------------------------- streaming the file
+# save() writes the ModelProto's wire bytes without building them in one piece: the model is made without
+# its main graph's initializers and serialized (small), then cut where the initializer field goes
+# (serializers write known fields in field-number order); each initializer goes in between as tag, varint
+# length, its other fields and its raw_data written from the buffer that already holds it (the loaded
+# proto's bytes, a new constant's array). The file is byte for byte what SerializeToString() gives,
+# without copying every weight into the new proto and again into one big bytes object.
+_LEN = wire_format.WIRETYPE_LENGTH_DELIMITED
+_GRAPH_TAG = TagBytes(ModelProto.GRAPH_FIELD_NUMBER, _LEN)
+_INIT_TAG = TagBytes(GraphProto.INITIALIZER_FIELD_NUMBER, _LEN)
+_RAW = TensorProto.RAW_DATA_FIELD_NUMBER
+_RAW_TAG = TagBytes(_RAW, _LEN)
+STREAM_MIN_BYTES = 4096  # raw payloads at least this big are written from their own buffers
+
+
+def _field(tag: bytes, pieces: list) -> list:
+    """A length-delimited field: ``tag``, the length, then ``pieces`` (bytes, or 1-D byte memoryviews)."""
+    return [tag + _VarintBytes(sum(map(len, pieces))), *pieces]
+
+
+def _cut(buf: bytes, number: int) -> int:
+    """Where ``buf``'s top-level fields numbered above ``number`` start (serialized message ``buf``)."""
+    pos = 0
+    while pos < len(buf):
+        tag, nxt = _DecodeVarint(buf, pos)
+        if tag >> 3 > number:
+            return pos
+        kind = tag & 7
+        if kind == wire_format.WIRETYPE_VARINT:
+            nxt = _DecodeVarint(buf, nxt)[1]
+        elif kind == _LEN:
+            n, nxt = _DecodeVarint(buf, nxt)
+            nxt += n
+        elif kind in (wire_format.WIRETYPE_FIXED64, wire_format.WIRETYPE_FIXED32):
+            nxt += 8 if kind == wire_format.WIRETYPE_FIXED64 else 4
+        else:  # groups: no ONNX message has any
+            raise GraphirError(f"cannot write a model with a protobuf group (field {tag >> 3})")
+        pos = nxt
+    return pos
+
+
+# TensorProto's fields but raw_data: (name, number, repeated, message)
+_TENSOR_FIELDS = [(fd.name, fd.number, hasattr(getattr(TensorProto(), fd.name), "extend"), fd.message_type is not None)
+                  for fd in TensorProto.DESCRIPTOR.fields if fd.number != _RAW]
+
+
+def _kept_pieces(p, name: str, a: Optional[np.ndarray]) -> Optional[list]:
+    """Loaded TensorProto ``p`` named ``name`` as wire pieces: its fields before raw_data, raw_data, the
+    fields after. The raw_data piece is ``a`` (``p`` decoded) where onnx would encode ``a`` as a tensor of
+    ``p``'s type and shape with ``a``'s own bytes for raw_data (then they are ``p``'s: ``a`` holds its
+    values), else a copy of ``p``'s. None when ``p`` has fields this onnx does not know (written whole)."""
+    if UnknownFieldSet is None or len(UnknownFieldSet(p)):
+        return None
+    lo, hi = TensorProto(), TensorProto()
+    for f, number, repeated, message in _TENSOR_FIELDS:
+        dst = lo if number < _RAW else hi
+        if repeated:
+            if len(v := getattr(p, f)):
+                getattr(dst, f).extend(v)
+        elif p.HasField(f):
+            if message:
+                getattr(dst, f).CopyFrom(getattr(p, f))
+            else:
+                setattr(dst, f, getattr(p, f))
+    if p.name != name:
+        lo.name = name
+    stub = None if a is None else _raw_stub(a, "")
+    if stub is not None and stub.data_type == p.data_type and stub.dims == p.dims:
+        raw = memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+    else:
+        raw = p.raw_data
+    return [lo.SerializeToString(), _RAW_TAG + _VarintBytes(len(raw)), raw, hi.SerializeToString()]
+
+
+def _array_pieces(a: np.ndarray, name: str) -> Optional[list]:
+    """``numpy_helper.from_array(a, name)`` as wire pieces, raw_data a view of ``a``; None if not raw."""
+    stub = _raw_stub(a, name)
+    if stub is None:
+        return None
+    buf = memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+    return [stub.SerializeToString(), _RAW_TAG + _VarintBytes(len(buf)), buf]
+
+
+def _model_pieces(m, inits: list) -> list:
+    """The wire bytes of ModelProto ``m`` with ``inits`` (the pieces of its main graph's initializers,
+    which ``m.graph`` lacks) in place, as pieces to write one after another. Clears ``m.graph``."""
+    g = m.graph.SerializeToString()
+    m.ClearField("graph")
+    rest = m.SerializeToString()
+    gcut, mcut = _cut(g, GraphProto.INITIALIZER_FIELD_NUMBER), _cut(rest, ModelProto.GRAPH_FIELD_NUMBER)
+    return [rest[:mcut], *_field(_GRAPH_TAG, [g[:gcut], *inits, g[gcut:]]), rest[mcut:]]
 
 
 def _read_external(p, base_dir: str) -> bytes:
@@ -80,10 +197,19 @@ def _read_external(p, base_dir: str) -> bytes:
 def _stable_topo(graph: Graph) -> list[Node]:
     """Nodes in insertion order where that order is topological; a node is moved only behind what it
     reads (new nodes appended by passes land right before their first reader)."""
+    nodes = list(graph.nodes())
+    seen: set[int] = set()
+    for n in nodes:  # mostly the order is topological already: one pass says so
+        if any(v is not None and v.node is not None and id(v.node) not in seen for v in n.inputs) or any(
+                v.node is not None and id(v.node) not in seen for _, sg in n.subgraphs() for v in sg.captures):
+            break
+        seen.add(id(n))
+    else:
+        return nodes
     order: list[Node] = []
     done: set[int] = set()
     onstack: set[int] = set()
-    for root in graph.nodes():
+    for root in nodes:
         if id(root) in done:
             continue
         stack = [(root, False)]
@@ -106,15 +232,20 @@ def _stable_topo(graph: Graph) -> list[Node]:
     return order
 
 
-def _compatible(orig: TensorType, cur: TensorType) -> bool:
-    """An original declared type still describes the value (its known dims agree)."""
-    if orig.dtype is not cur.dtype:
+def _compatible(tp, cur: TensorType) -> bool:
+    """A declared TypeProto ``tp`` still describes a value of type ``cur``: the same element type, and the
+    dims it knows agree. (Read as :func:`graphir.frontends.onnx.type_from_proto` reads it, straight off the
+    proto: this runs for every value of the graph.)"""
+    if not tp.HasField("tensor_type"):
+        return cur.dtype is VARIANT
+    tt = tp.tensor_type
+    if (dtype_from_onnx(tt.elem_type) if tt.elem_type else VARIANT) is not cur.dtype:
         return False
-    if orig.shape.dims is None:
+    if not tt.HasField("shape"):
         return True
-    if cur.shape.dims is None or len(orig.shape.dims) != len(cur.shape.dims):
-        return False
-    return all(o is None or o == c for o, c in zip(orig.shape.dims, cur.shape.dims))
+    dims = cur.shape.dims
+    return dims is not None and len(dims) == len(tt.shape.dim) and all(
+        c == d.dim_value or not d.HasField("dim_value") or d.dim_value < 0 for d, c in zip(tt.shape.dim, dims))
 
 
 class _Writer:
@@ -127,6 +258,7 @@ class _Writer:
         self.ext_sources: dict[str, str] = {}    # location -> source directory, for save() to copy
         self.spill = None  # raw bytes -> (location, offset): where new tensors go in an external-data model
         self.compact: set[str] = set()  # data files (absolute) whose kept tensors move to the new data file
+        self.stream: Optional[list] = None  # save(): the main graph's initializers go here as wire pieces
 
     @classmethod
     def _own_names(cls, g: Graph) -> set[str]:
@@ -163,8 +295,6 @@ class _Writer:
     # ------------------------------------------------------------------ tensors and attributes
     def tensor(self, t: Tensor, name: str, p) -> None:
         """Fill TensorProto ``p`` (already in place in the model, so nothing is copied twice)."""
-        from onnx import TensorProto, numpy_helper
-
         enc = t.encoded
         if _kept(t):
             p.CopyFrom(enc[1])
@@ -173,8 +303,6 @@ class _Writer:
             if _is_external(p):
                 src = os.path.abspath(os.path.join(enc[2], _ext_info(p)["location"]))
                 if src in self.compact:
-                    from ..frontends.onnx import external_bytes
-
                     data = external_bytes(p, enc[2])
                     p.ClearField("external_data")
                     loc, off = self.spill(data)
@@ -190,9 +318,7 @@ class _Writer:
         if t.digest_only:
             raise GraphirError(f"constant {name!r} has only a digest (an abbreviated dump); re-create it with "
                                f"`graphir dump --full-constants`")
-        a = t.numpy()
-        if t.dtype.np is not None and a.dtype != t.dtype.np:
-            a = a.astype(t.dtype.np)
+        a = _array(t)
         if self.spill is not None and a.nbytes >= EXTERNAL_MIN_BYTES and _raw_layout(a):
             # Straight from the array to the data file: no raw_data copy in the proto, however large.
             p.name, p.data_type = name, dtype_to_onnx(t.dtype)
@@ -207,15 +333,30 @@ class _Writer:
             p.ClearField("raw_data")
             _set_external(p, loc, off, n)
 
-    def attribute(self, node: Node, key: str, v):
-        from onnx import AttributeProto as A
-        from onnx import SparseTensorProto, TypeProto
+    def tensor_pieces(self, t: Tensor, name: str) -> list:
+        """``t`` as TensorProto wire pieces (see "streaming the file"): a large raw payload is a piece of
+        its own, the buffer that already holds it; anything else is serialized as :meth:`tensor` fills it."""
+        pieces = None
+        if t.nbytes >= STREAM_MIN_BYTES:
+            if _kept(t):
+                p = t.encoded[1]
+                if p.HasField("raw_data") and not _is_external(p):
+                    pieces = _kept_pieces(p, name, t._array)  # the array only if decoded: never decode here
+            elif self.spill is None and not t.digest_only:
+                pieces = _array_pieces(_array(t), name)
+        if pieces is None:
+            p = TensorProto()
+            self.tensor(t, name, p)
+            pieces = [p.SerializeToString()]
+        return pieces
 
+    def attribute(self, node: Node, key: str, v, a) -> None:
+        """Fill AttributeProto ``a`` (empty, in place) with ``node``'s attribute ``key``."""
         kind = node.meta.get("onnx.attr_types", {}).get(key)
         if kind is None:
             kind = attr_type(node, key)
             kind = int(kind.value) if kind is not None else self._guess(v)
-        a = A(name=key, type=kind)
+        a.name, a.type = key, kind
         if kind == A.FLOAT:
             a.f = float(v)
         elif kind == A.INT:
@@ -225,7 +366,7 @@ class _Writer:
         elif kind == A.TENSOR:
             self.tensor(v, self._tensor_name(v), a.t)
         elif kind == A.GRAPH:
-            a.g.CopyFrom(self.graph_proto(v.graph, [self.name(c) for c in v.captures]))
+            self.graph_proto(v.graph, [self.name(c) for c in v.captures], into=a.g)
         elif kind == A.FLOATS:
             a.floats.extend(float(x) for x in v)
         elif kind == A.INTS:
@@ -245,7 +386,6 @@ class _Writer:
             a.type_protos.extend(TypeProto.FromString(x) for x in v)
         else:
             raise GraphirError(f"node {node.name!r}: cannot write attribute {key!r} of kind {kind}")
-        return a
 
     @staticmethod
     def _tensor_name(t: Tensor) -> str:
@@ -253,8 +393,6 @@ class _Writer:
 
     @staticmethod
     def _guess(v) -> int:
-        from onnx import AttributeProto as A
-
         if isinstance(v, (bool, int, DType)):
             return A.INT
         if isinstance(v, float):
@@ -272,33 +410,29 @@ class _Writer:
         raise GraphirError(f"cannot write attribute value of type {type(v).__name__} to ONNX")
 
     # ------------------------------------------------------------------ value infos
-    def value_info(self, name: str, v: Value, orig: Optional[bytes], *, symbolic: bool = False):
-        """``name``'s ValueInfoProto: the original one while it still describes ``v``, else one from ``v``'s
-        type. With ``symbolic`` (a graph input new to ONNX), unknown dims get names (``<name>_dim<i>``):
-        ONNX Runtime propagates a named dim through the graph and can then prove that two tensors have the
-        same size (e.g. to accumulate a residual sum in place), which it cannot for anonymous dims."""
-        from onnx import ValueInfoProto, helper
-
-        from ..frontends.onnx import type_from_proto
-
+    def value_info(self, name: str, v: Value, orig: Optional[bytes], vi, *, symbolic: bool = False) -> None:
+        """Fill ``vi`` (empty, in place) as ``name``'s ValueInfoProto: the original one while it still
+        describes ``v``, else one from ``v``'s type. With ``symbolic`` (a graph input new to ONNX), unknown
+        dims get names (``<name>_dim<i>``): ONNX Runtime propagates a named dim through the graph and can
+        then prove that two tensors have the same size (e.g. to accumulate a residual sum in place), which it
+        cannot for anonymous dims."""
+        variant = v.dtype.name == "variant"
         if orig is not None:
-            vi = ValueInfoProto.FromString(orig)
-            if vi.name == name and (not vi.HasField("type") or _compatible(type_from_proto(vi.type), v.type)):
-                return vi
-            if v.dtype.name == "variant":
-                vi.name = name
-                return vi
+            vi.MergeFromString(orig)
+            if vi.name == name and (not vi.HasField("type") or _compatible(vi.type, v.type)):
+                return
+            vi.name = name
+            if variant:
+                return
         else:
-            vi = ValueInfoProto()
-        if v.dtype.name == "variant":
-            return helper.make_value_info(name, helper.TypeProto())
+            vi.name = name
+            if variant:
+                vi.type.CopyFrom(TypeProto())
+                return
         dims = None if v.shape.dims is None else list(v.shape.dims)
         if symbolic and dims is not None:
             dims = [f"{name}_dim{i}" if d is None else d for i, d in enumerate(dims)]
-        new = helper.make_tensor_value_info(name, dtype_to_onnx(v.dtype), dims)
-        vi.name = name
-        vi.type.CopyFrom(new.type)
-        return vi
+        vi.type.CopyFrom(helper.make_tensor_type_proto(dtype_to_onnx(v.dtype), dims))
 
     # ------------------------------------------------------------------ graphs
     def graph_proto(self, g: Graph, capture_names: list[str], into=None):
@@ -311,8 +445,6 @@ class _Writer:
             self.scopes.pop()
 
     def _graph_proto(self, g: Graph, capture_names: list[str], into=None):
-        from onnx import GraphProto, NodeProto
-
         gp = GraphProto() if into is None else into
         gp.name = g.name
         for c, n in zip(g.captures, capture_names):
@@ -323,18 +455,26 @@ class _Writer:
         args = port_args + [a for a in g.arguments if all(a is not b for b in port_args)]
         for a in args:
             n = self.define(a, a.name)
-            gp.input.append(self.value_info(n, a, io.get(("in", n)), symbolic=True))
+            self.value_info(n, a, io.get(("in", n)), gp.input.add(), symbolic=True)
+        stream = self.stream if len(self.scopes) == 1 else None  # the main graph's, when save() streams
+
+        def initializer(t: Tensor, name: str) -> None:
+            if stream is None:
+                self.tensor(t, name, gp.initializer.add())
+            else:
+                stream.extend(_field(_INIT_TAG, self.tensor_pieces(t, name)))
+
         for k, v in g.initializers.items():
-            self.define(v, k)
+            name = self.define(v, k)
             enc = v.const.encoded
-            if enc is not None and enc[0] == "onnx.sparse" and enc[1].values.name == self.name(v):
+            if enc is not None and enc[0] == "onnx.sparse" and enc[1].values.name == name:
                 gp.sparse_initializer.add().CopyFrom(enc[1])  # untouched: as sparse as it came
             else:
-                self.tensor(v.const, self.name(v), gp.initializer.add())
+                initializer(v.const, name)
         for k, t in defaults.items():
-            self.tensor(t, k, gp.initializer.add())
+            initializer(t, k)
         for n in _stable_topo(g):
-            nd = NodeProto()
+            nd = gp.node.add()
             extra = n.meta.get("onnx.node_extra")
             if extra:
                 nd.MergeFromString(extra)
@@ -349,12 +489,11 @@ class _Writer:
                 nd.name = name
             nd.input.extend("" if v is None else self.name(v) for v in n.inputs)
             for k, v in n.attrs.items():
-                nd.attribute.append(self.attribute(n, k, v))
+                self.attribute(n, k, v, nd.attribute.add())
             absent = set(n.meta.get("onnx.absent_outputs", ()))
             for i, v in enumerate(n.outputs):
                 nd.output.append("" if i in absent else self.define(v))
             nd.output.extend([""] * n.meta.get("onnx.trailing_outputs", 0))
-            gp.node.append(nd)
         for p in g.outputs:
             vname = self.name(p.value)
             if vname != p.name:
@@ -365,7 +504,7 @@ class _Writer:
                     raise GraphirError(f"graph output {p.name!r} clashes with another value of that name")
                 self.scopes[-1].add(p.name)
                 gp.node.append(ident)
-            gp.output.append(self.value_info(p.name, p.value, io.get(("out", p.name))))
+            self.value_info(p.name, p.value, io.get(("out", p.name)), gp.output.add())
         by_name = {}
         for v in list(g.arguments) + list(g.initializers.values()) + [o for n in g.nodes() for o in n.outputs]:
             if id(v) in self.names:
@@ -373,7 +512,7 @@ class _Writer:
         for name, orig in g.meta.get("onnx.value_info", {}).items():
             v = by_name.get(name)
             if v is not None:
-                gp.value_info.append(self.value_info(name, v, orig))
+                self.value_info(name, v, orig, gp.value_info.add())
         if "onnx.doc_string" in g.attrs:
             gp.doc_string = g.attrs["onnx.doc_string"]
         if "onnx.graph_extra" in g.attrs:
@@ -386,8 +525,6 @@ class _Writer:
 
 
 def _ir_version(graph: Graph, opsets: list) -> int:
-    from onnx import helper
-
     v = graph.attrs.get("onnx.ir_version")
     return int(v) if v else max(7, helper.find_min_ir_version_for(opsets))
 
@@ -395,8 +532,6 @@ def _ir_version(graph: Graph, opsets: list) -> int:
 def to_model(graph: Graph, *, external: str = "inline", _writer: Optional[_Writer] = None):
     """The ModelProto of an onnx graph. ``external="inline"`` reads external tensors into the proto
     (for running it in memory); ``"keep"`` keeps their references (for :func:`save`)."""
-    from onnx import FunctionProto, ModelProto, OperatorSetIdProto, StringStringEntryProto
-
     if not is_onnx_graph(graph):
         raise GraphirError("this graph is not an ONNX graph (no onnx op set import); writing other graphs as "
                            "ONNX is not supported")
@@ -481,7 +616,7 @@ def save(graph: Graph, path: str, *, link_external: bool = False, **kwargs) -> N
     holds no weight of an external-data model. ``link_external`` hard-links kept data files instead of
     copying them where the file system allows (for a temporary model that only ONNX Runtime reads; it
     refuses symbolic links that leave the model's directory)."""
-    from .atomic import atomic_files
+    from .atomic import atomic_files, preallocate
 
     path = os.fspath(path)
     out_dir = os.path.dirname(os.path.abspath(path))
@@ -518,6 +653,7 @@ def save(graph: Graph, path: str, *, link_external: bool = False, **kwargs) -> N
         data_name = f"{base}.{i}.data"
     w = _Writer(graph, "keep")
     w.compact = compact
+    w.stream = []
     try:
         with atomic_files() as add:
             data_file = None
@@ -546,10 +682,15 @@ def save(graph: Graph, path: str, *, link_external: bool = False, **kwargs) -> N
                     continue
                 shutil.copyfile(src, add(dst))  # in the kernel where it can (sendfile): no buffer here
             try:
-                data = model.SerializeToString()
+                pieces = _model_pieces(model, w.stream)
             except ValueError as e:
                 raise GraphirError(f"{path}: model too large to serialize: {one_line(e)}") from None
+            size = sum(map(len, pieces))
+            if size > PROTO_MAX:
+                raise GraphirError(f"{path}: model too large to serialize ({size} bytes; protobuf's limit is 2 GB)")
             with open(add(path), "wb") as fo:
-                fo.write(data)
+                preallocate(fo, size, path)
+                for piece in pieces:
+                    fo.write(piece)
     except OSError as e:
         raise GraphirError(f"{path}: cannot write: {one_line(e)}") from None
