@@ -227,3 +227,33 @@ def test_export_shape_arithmetic_pads_and_output_identity():
     want = ort.InferenceSession(m.SerializeToString()).run(None, {"X": x})[0]
     got = ort.InferenceSession(to_model(g).SerializeToString()).run(None, {"X": x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_equal_constant_subgraphs_are_evaluated_once():
+    """Fills of equal shape and value (their shape operands separate but equal initializers), and equal
+    arithmetic on them, are evaluated once: the folded constants share one read-only array. A different
+    fill value or shape is a different value."""
+    def ints(name, *v):
+        return nh.from_array(np.array(v, np.int64), name)
+
+    def fill(out, shape, value):
+        return h.make_node("ConstantOfShape", [shape], [out], value=nh.from_array(np.array([value], np.float32)))
+
+    one = [nh.from_array(np.ones(1, np.float32), n) for n in ("one_a", "one_b")]
+    m = model([fill("C1", "s1", 0.5), fill("C2", "s2", 0.5), fill("C3", "s1", 0.25), fill("C4", "s3", 0.5),
+               h.make_node("Add", ["C1", "one_a"], ["A1"]), h.make_node("Add", ["C2", "one_b"], ["A2"]),
+               h.make_node("Transpose", ["C4"], ["T4"], perm=[1, 0]),
+               h.make_node("Mul", ["X", "A1"], ["Y1"]), h.make_node("Mul", ["X", "A2"], ["Y2"]),
+               h.make_node("Mul", ["X", "C3"], ["Y3"]), h.make_node("Mul", ["X", "T4"], ["Y4"])],
+              [("X", TP.FLOAT, [2, 3])], [(y, TP.FLOAT, [2, 3]) for y in ("Y1", "Y2", "Y3", "Y4")],
+              [ints("s1", 2, 3), ints("s2", 2, 3), ints("s3", 3, 2), *one])
+    res = graphir.compile(m, passes="fold-constants")
+    g = res.ir
+    assert res.report["passes"][0].result.counts["folded"] == 4
+    a1, a2, c3, t4 = (g.node(y).inputs[1].const.numpy() for y in ("Y1", "Y2", "Y3", "Y4"))
+    assert a1 is a2 and not a1.flags.writeable
+    np.testing.assert_array_equal(a1, np.full((2, 3), 1.5, np.float32))
+    np.testing.assert_array_equal(c3, np.full((2, 3), 0.25, np.float32))
+    np.testing.assert_array_equal(t4, np.full((2, 3), 0.5, np.float32))
+    rep = check_graphs(graphir.load(m), g, samples=2)
+    assert rep.ok, rep.format()

@@ -10,18 +10,22 @@ from .base import Pass, PassResult, register_pass
 from .patterns import input_nodes, move_control_users, protected
 
 
-def hashable(v):
-    """A hashable, content-based form of an attribute value (constants by digest)."""
+def _by_digest(t: Tensor):
+    return ("tensor", t.dtype.name, t.shape.dims, t.digest())
+
+
+def hashable(v, tensor=_by_digest):
+    """A hashable, content-based form of an attribute value (constants by digest, or by ``tensor(t)``)."""
     if isinstance(v, Tensor):
-        return ("tensor", v.dtype.name, v.shape.dims, v.digest())
+        return tensor(v)
     if isinstance(v, (list, tuple)):
-        return tuple(hashable(x) for x in v)
+        return tuple(hashable(x, tensor) for x in v)
     if isinstance(v, dict):
-        return tuple(sorted((k, hashable(x)) for k, x in v.items()))
+        return tuple(sorted((k, hashable(x, tensor)) for k, x in v.items()))
     if isinstance(v, float) and v != v:
         return ("nan",)
     if isinstance(v, FuncRef):
-        return ("func", v.name, hashable(dict(v.attrs)))
+        return ("func", v.name, hashable(dict(v.attrs), tensor))
     return v
 
 

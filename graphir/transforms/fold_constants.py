@@ -1,6 +1,7 @@
 """fold-constants: evaluate constant sub-graphs with the dialect's evaluator (TF's own kernels for tf)."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -8,8 +9,50 @@ import numpy as np
 from ..errors import one_line
 from ..ir import Graph, Node
 from ..ir.dialect import EvaluationError, dialect_of, graph_dialect
+from ..ir.types import Tensor
 from .base import Pass, PassResult, register_pass
+from .cse import hashable
 from .patterns import add_const, input_nodes, protected, remove_dead
+
+# Constants up to this size take part in a node's value number by content, larger ones by identity.
+_KEY_BYTES = 4096
+
+
+def _tensor_key(t: Tensor):
+    if t.digest_only or t.dtype.np is None or t.dtype.np.kind == "O" or t.nbytes > _KEY_BYTES:
+        return ("id", id(t))
+    return ("tensor", t.dtype.name, t.shape.dims, t.numpy().tobytes())
+
+
+def _distinct(order: list, evaluable: set, fetch: list) -> tuple[list, list[int]]:
+    """The values of ``fetch`` that differ by value number (op, attributes, device, inputs, output types;
+    evaluable nodes are pure), and for each fetch the index of its equal among them. Models whose weights
+    are fills repeat the same fill hundreds of times: each distinct one is evaluated once."""
+    rep: dict[str, str] = {}  # evaluable node -> the first evaluable node with its value number
+    first: dict = {}
+    for n in order:
+        if n.name not in evaluable:
+            continue
+        try:
+            ins = tuple(None if v is None else _tensor_key(v.const) if v.node is None else (rep[v.node.name], v.index)
+                        for v in n.inputs)
+            key = (n.domain, n.op_type, n.device, hashable(n.attrs, _tensor_key), ins,
+                   tuple(sorted(rep[c.name] for c in n.control_inputs)),
+                   tuple((v.dtype.name, v.shape.dims) for v in n.outputs))
+            rep[n.name] = first.setdefault(key, n.name)
+        except TypeError:  # an unhashable attribute: a value number of its own
+            rep[n.name] = n.name
+    nodes = {n.name: n for n in order if n.name in evaluable}
+    uniq: list = []
+    index: dict[int, int] = {}
+    pick = []
+    for v in fetch:
+        w = nodes[rep[v.node.name]].outputs[v.index]
+        if id(w) not in index:
+            index[id(w)] = len(uniq)
+            uniq.append(w)
+        pick.append(index[id(w)])
+    return uniq, pick
 
 
 @register_pass
@@ -57,14 +100,21 @@ class FoldConstants(Pass):
                     fetch.append(v)
         folded = removed = 0
         if fetch:
-            needed = graph.ancestors({v.node for v in fetch}, control=True)
-            sub = [n for n in graph.topo_order(by_name=False) if n.name in needed]
+            order = graph.topo_order(by_name=False)  # the shape folds above changed the graph
+            uniq, pick = _distinct(order, evaluable, fetch)
+            needed = graph.ancestors({v.node for v in uniq}, control=True)
+            sub = [n for n in order if n.name in needed]
             try:
-                arrays = dialect_of(domain).evaluate(graph, sub, fetch)
+                arrays = dialect_of(domain).evaluate(graph, sub, uniq)
             except EvaluationError as e:  # a kernel the framework lacks here, say: leave the graph as it is
                 res = PassResult.of(shapes_folded=shapes, eval_failed=1)
                 res.warnings.append(f"evaluation failed, nothing folded: {one_line(e, 200)}")
                 return res
+            if len(uniq) < len(fetch):
+                for i, k in Counter(pick).items():
+                    if k > 1:
+                        arrays[i].flags.writeable = False  # shared by several constants: none may change it
+                arrays = [arrays[i] for i in pick]
             before = len(graph)
             by_node: dict[str, list] = {}
             for v, a in zip(fetch, arrays):
