@@ -78,7 +78,9 @@ def evaluate(graph: Graph, nodes: Sequence[Node], fetches: Sequence[Value]) -> l
     model = to_model(extract(graph, nodes, fetches, feeds))
     names = [o.name for o in model.graph.output]
     try:
-        outs = session(model, intra_op_threads=1).run(names, feeds)
+        # One run: growing ORT's memory arena to the size of all the fetched values would cost more than
+        # the allocations it saves (a model's worth of weight fills, say).
+        outs = session(model, intra_op_threads=1, arena=False).run(names, feeds)
     except Exception as ort_error:  # ORT raises its own exception types for missing kernels
         try:
             from onnx.reference import ReferenceEvaluator

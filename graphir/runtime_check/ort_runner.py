@@ -11,10 +11,11 @@ import numpy as np
 from ..ir import Graph
 
 
-def session(model, *, intra_op_threads: Optional[int] = None, prepack: bool = True):
+def session(model, *, intra_op_threads: Optional[int] = None, prepack: bool = True, arena: bool = True):
     """An ONNX Runtime CPU session for a ModelProto (or a path), with ORT's own graph rewrites off so the
     model runs as written. ``prepack=False`` keeps ORT from repacking weights for its GEMM kernels: each
-    packed weight is an anonymous copy, while unpacked external weights stay memory-mapped from their file."""
+    packed weight is an anonymous copy, while unpacked external weights stay memory-mapped from their file.
+    ``arena=False`` allocates without ORT's CPU memory arena, which only pays off over repeated runs."""
     import onnxruntime as ort
 
     ort.set_default_logger_severity(4)
@@ -25,6 +26,8 @@ def session(model, *, intra_op_threads: Optional[int] = None, prepack: bool = Tr
         opts.add_session_config_entry("session.disable_prepacking", "1")
     if intra_op_threads is not None:
         opts.intra_op_num_threads = intra_op_threads
+    if not arena:
+        opts.enable_cpu_mem_arena = False
     src = model if isinstance(model, str) else model.SerializeToString()
     return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
 
