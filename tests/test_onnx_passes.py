@@ -257,3 +257,20 @@ def test_equal_constant_subgraphs_are_evaluated_once():
     np.testing.assert_array_equal(t4, np.full((2, 3), 0.5, np.float32))
     rep = check_graphs(graphir.load(m), g, samples=2)
     assert rep.ok, rep.format()
+
+
+def test_rescaled_weights_round_once_from_float64():
+    """Folding a scale into weights computes w * s in float64 and rounds once to the weights' dtype (the
+    bits of ``(w.astype(float64) * s).astype(w.dtype)``), for float32 and float16 weights."""
+    from graphir.transforms.onnx_rules import _scaled
+
+    rng = np.random.default_rng(5)
+    s = rng.uniform(-3, 3, 64)
+    for dt in (np.float32, np.float16):
+        w = rng.standard_normal((64, 32, 3, 3)).astype(dt)
+        col = s.reshape(-1, 1, 1, 1)
+        got = _scaled(w, col)
+        assert got.dtype == dt
+        np.testing.assert_array_equal(got.view(np.uint8), (w.astype(np.float64) * col).astype(dt).view(np.uint8))
+        # Rounding s to the weights' dtype first would give other bits: the test can tell them apart.
+        assert not np.array_equal(got.view(np.uint8), (w * col.astype(dt)).view(np.uint8))

@@ -479,6 +479,12 @@ def _const_operand(v: Optional[Value], rank: int, size: int) -> Optional[np.ndar
     return c.reshape(-1)
 
 
+def _scaled(w: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``w * s`` computed in float64 and rounded once to ``w``'s dtype, as
+    ``(w.astype(float64) * s).astype(w.dtype)`` but without float64 copies of the weights."""
+    return np.multiply(w, s, out=np.empty(w.shape, w.dtype), casting="same_kind")
+
+
 def _fold_affine(graph: Graph, lin: Node, last: Node, s: np.ndarray, t: np.ndarray):
     """Make ``last`` compute ``lin``'s result times ``s`` plus ``t`` per channel (axis 1), by rescaling
     ``lin``'s constant parameters: Conv (weights and bias), Gemm (B and C), a 2-D MatMul (as a Gemm) or
@@ -519,8 +525,7 @@ def _fold_affine(graph: Graph, lin: Node, last: Node, s: np.ndarray, t: np.ndarr
         b2 = b.astype(np.float64) * s + t
         # A shift alone (an Add) leaves the weights as they are: no copy of them.
         w2 = lin.inputs[1] if unit else add_const(
-            graph, (w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(dt), lin.name + "/W",
-            like=lin)
+            graph, _scaled(w, s.reshape((-1,) + (1,) * (w.ndim - 1))), lin.name + "/W", like=lin)
         ins = [lin.inputs[0], w2, add_const(graph, b2.astype(dt), lin.name + "/B", like=lin)]
         _absorb(graph, last, "Conv", ins, dict(lin.attrs), lin)
         return True
@@ -541,15 +546,14 @@ def _fold_affine(graph: Graph, lin: Node, last: Node, s: np.ndarray, t: np.ndarr
         attrs = dict(lin.attrs)
         attrs["alpha"], attrs["beta"] = alpha, 1.0
         w2 = lin.inputs[1] if unit else add_const(
-            graph, (w.astype(np.float64) * (s.reshape(-1, 1) if trans_b else s.reshape(1, -1))).astype(dt),
-            lin.name + "/B", like=lin)
+            graph, _scaled(w, s.reshape(-1, 1) if trans_b else s.reshape(1, -1)), lin.name + "/B", like=lin)
         ins = [lin.inputs[0], w2, add_const(graph, c2.astype(dt), lin.name + "/C", like=lin)]
         _absorb(graph, last, "Gemm", ins, attrs, lin)
         return True
     if lin.op_type != "MatMul" or w.shape[1] != n or lin.inputs[0].shape.rank != 2:
         return None
     # MatMul (A 2-D): a Gemm carries the shift as its C.
-    w2 = lin.inputs[1] if unit else add_const(graph, (w.astype(np.float64) * s).astype(dt), lin.name + "/B", like=lin)
+    w2 = lin.inputs[1] if unit else add_const(graph, _scaled(w, s), lin.name + "/B", like=lin)
     ins = [lin.inputs[0], w2, add_const(graph, t.astype(dt), lin.name + "/C", like=lin)]
     _absorb(graph, last, "Gemm", ins, {}, None)
     return True
