@@ -274,3 +274,23 @@ def test_rescaled_weights_round_once_from_float64():
         np.testing.assert_array_equal(got.view(np.uint8), (w.astype(np.float64) * col).astype(dt).view(np.uint8))
         # Rounding s to the weights' dtype first would give other bits: the test can tell them apart.
         assert not np.array_equal(got.view(np.uint8), (w * col.astype(dt)).view(np.uint8))
+
+
+def test_cse_merges_large_initializers_by_their_bits():
+    """Large initializers merge when every byte is equal (NaNs included) and stay apart when one element
+    differs where a sampled fingerprint does not look, or only in the sign of a zero."""
+    n = 300_000  # more than one comparison chunk
+    base = np.zeros(n, np.float32)
+    base[7] = np.nan
+    odd = base.copy()
+    odd[1] = 1e-30
+    negz = base.copy()
+    negz[2] = -0.0
+    inits = {"W1": base, "W2": base.copy(), "W3": odd, "W4": negz, "W5": negz.copy()}
+    m = model([h.make_node("Add", ["X", w], [f"Y{i}"]) for i, w in enumerate(inits)],
+              [("X", TP.FLOAT, [n])], [(f"Y{i}", TP.FLOAT, [n]) for i in range(len(inits))],
+              [nh.from_array(a, k) for k, a in inits.items()])
+    res = graphir.compile(m, passes="cse")
+    assert res.report["passes"][0].result.counts["constants_merged"] == 2
+    assert sorted(res.ir.initializers) == ["W1", "W3", "W4"]
+    assert [res.ir.node(f"Y{i}").inputs[1].name for i in range(5)] == ["W1", "W1", "W3", "W4", "W4"]

@@ -30,7 +30,9 @@ def hashable(v, tensor=_by_digest):
 
 
 def _fingerprint(t: Tensor):
-    """Cheap content sample of a constant; equal constants always have equal fingerprints."""
+    """Cheap content sample of a constant; equal constants always have equal fingerprints. Up to 4 KB
+    of numbers, the sample is all the bytes (a ``bytes``): then, with dtype and shape, equal fingerprints
+    mean equal constants."""
     a = t.numpy()
     if a.dtype == object:
         return tuple(x if isinstance(x, bytes) else str(x) for x in a.reshape(-1))
@@ -38,7 +40,27 @@ def _fingerprint(t: Tensor):
         return np.ascontiguousarray(a).tobytes()
     flat = a.reshape(-1)
     step = max(1, flat.size // 61)
-    return np.ascontiguousarray(flat[::step]).tobytes() + np.ascontiguousarray(flat[-3:]).tobytes()
+    return ("sample", np.ascontiguousarray(flat[::step]).tobytes() + np.ascontiguousarray(flat[-3:]).tobytes())
+
+
+_CHUNK = 1 << 18  # elements compared at a time: a mismatch ends the comparison early
+
+
+def _same(t: Tensor, u: Tensor) -> bool:
+    """``t.same_value(u)`` (equal dtype, shape and bytes) without copying either array's bytes; an array
+    the two share (fold-constants evaluates equal sub-graphs once) is equal at once."""
+    if t.dtype is not u.dtype or t.shape != u.shape:
+        return False
+    a, b = t.numpy(), u.numpy()
+    if a is b:
+        return True
+    if a.dtype == object or a.dtype != b.dtype or a.shape != b.shape:
+        return t.same_value(u)
+    # Compared as unsigned integers of the element's size: bitwise, so -0.0 != 0.0 and NaN == NaN as bytes.
+    bits = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}.get(a.dtype.itemsize, np.uint8)
+    fa = np.ascontiguousarray(a).reshape(-1).view(bits)
+    fb = np.ascontiguousarray(b).reshape(-1).view(bits)
+    return all(np.array_equal(fa[i:i + _CHUNK], fb[i:i + _CHUNK]) for i in range(0, fa.size, _CHUNK))
 
 
 def _on_disk(t: Tensor) -> bool:
@@ -64,8 +86,10 @@ def _merge_initializers(graph: Graph) -> int:
             continue  # only a shared dtype and shape is worth reading the contents for
         canon: dict = {}
         for v in group:
-            cands = canon.setdefault(_fingerprint(v.const), [])
-            c = next((c for c in cands if c.const.same_value(v.const)), None)
+            fp = _fingerprint(v.const)
+            cands = canon.setdefault(fp, [])
+            c = (cands[0] if cands else None) if isinstance(fp, bytes) else \
+                next((c for c in cands if _same(c.const, v.const)), None)
             if c is None:
                 cands.append(v)
                 continue
@@ -109,13 +133,14 @@ class CSE(Pass):
                 if t.digest_only:
                     continue
                 attrs = hashable({k: v for k, v in n.attrs.items() if k != info.constant_attr})
-                key = (n.domain, n.op_type, attrs, n.device, ctrl, t.dtype.name, t.shape.dims, _fingerprint(t))
+                fp = _fingerprint(t)
+                key = (n.domain, n.op_type, attrs, n.device, ctrl, t.dtype.name, t.shape.dims, fp)
             else:
                 key = (n.domain, n.op_type, hashable(n.attrs), n.device, tuple(ins), ctrl)
             cands = table.setdefault(key, [])
             canon = None
             for c in cands:
-                if t is None or c.const_value().same_value(t):
+                if t is None or isinstance(fp, bytes) or _same(c.const_value(), t):
                     canon = c
                     break
             if canon is None or n.name in sig or len(canon.outputs) != len(n.outputs):
