@@ -104,6 +104,9 @@ class FoldConstants(Pass):
             uniq, pick = _distinct(order, evaluable, fetch)
             needed = graph.ancestors({v.node for v in uniq}, control=True)
             sub = [n for n in order if n.name in needed]
+            # What the duplicates read goes dead too.
+            dead = sub if len(uniq) == len(fetch) else \
+                [graph.node(k) for k in graph.ancestors({v.node for v in fetch}, control=True)]
             try:
                 arrays = dialect_of(domain).evaluate(graph, sub, uniq)
             except EvaluationError as e:  # a kernel the framework lacks here, say: leave the graph as it is
@@ -121,7 +124,7 @@ class FoldConstants(Pass):
                 by_node.setdefault(v.node.name, []).append((v, a))
             for name, pairs in by_node.items():
                 folded += self._replace(graph, graph.node(name), pairs)
-            remove_dead(graph, sub, protected(graph))
+            remove_dead(graph, dead, protected(graph))
             removed = before - len(graph)
         return PassResult.of(folded=folded, shapes_folded=shapes, nodes_removed=removed)
 
