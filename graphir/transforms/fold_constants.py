@@ -28,26 +28,26 @@ def _distinct(order: list, evaluable: set, fetch: list) -> tuple[list, list[int]
     """The values of ``fetch`` that differ by value number (op, attributes, device, inputs, output types;
     evaluable nodes are pure), and for each fetch the index of its equal among them. Models whose weights
     are fills repeat the same fill hundreds of times: each distinct one is evaluated once."""
-    rep: dict[str, str] = {}  # evaluable node -> the first evaluable node with its value number
+    rep: dict[str, Node] = {}  # evaluable node -> the first evaluable node with its value number
     first: dict = {}
     for n in order:
         if n.name not in evaluable:
             continue
+        ctrl = n.control_inputs
         try:
-            ins = tuple(None if v is None else _tensor_key(v.const) if v.node is None else (rep[v.node.name], v.index)
-                        for v in n.inputs)
+            ins = tuple(None if v is None else _tensor_key(v.const) if v.node is None
+                        else (rep[v.node.name].name, v.index) for v in n.inputs)
             key = (n.domain, n.op_type, n.device, hashable(n.attrs, _tensor_key), ins,
-                   tuple(sorted(rep[c.name] for c in n.control_inputs)),
+                   tuple(sorted(rep[c.name].name for c in ctrl)) if ctrl else (),
                    tuple((v.dtype.name, v.shape.dims) for v in n.outputs))
-            rep[n.name] = first.setdefault(key, n.name)
+            rep[n.name] = first.setdefault(key, n)
         except TypeError:  # an unhashable attribute: a value number of its own
-            rep[n.name] = n.name
-    nodes = {n.name: n for n in order if n.name in evaluable}
+            rep[n.name] = n
     uniq: list = []
     index: dict[int, int] = {}
     pick = []
     for v in fetch:
-        w = nodes[rep[v.node.name]].outputs[v.index]
+        w = rep[v.node.name].outputs[v.index]
         if id(w) not in index:
             index[id(w)] = len(uniq)
             uniq.append(w)
@@ -79,14 +79,15 @@ class FoldConstants(Pass):
         for n in order:
             if n.domain != domain:
                 continue
-            if n.info.shape_query and n.inputs and n.name not in keep_inputs:
+            info = n.info
+            if info.shape_query and n.inputs and n.name not in keep_inputs:
                 consts = self._fold_shape(graph, n)
                 if consts:
                     # Every output's constant (ShapeN has several) lets its readers fold in this run.
                     shapes += 1
                     evaluable.update(c.node.name for c in consts if c.node is not None)
                     continue
-            if self._evaluable(n, evaluable, keep_inputs):
+            if self._evaluable(n, info, evaluable, keep_inputs):
                 evaluable.add(n.name)
 
         # Fold the evaluable nodes some non-evaluable node (or a graph output) reads: one run for all.
@@ -128,18 +129,19 @@ class FoldConstants(Pass):
             removed = before - len(graph)
         return PassResult.of(folded=folded, shapes_folded=shapes, nodes_removed=removed)
 
-    def _evaluable(self, n: Node, evaluable: set, keep_inputs: set) -> bool:
+    def _evaluable(self, n: Node, info, evaluable: set, keep_inputs: set) -> bool:
         if n.name in keep_inputs:
             return False
         if any(c.name not in evaluable for c in n.control_inputs):
             return False
-        c = n.const_value()
-        if c is not None:
-            return not c.digest_only
-        info = n.info
+        ins = n.inputs
+        if info.constant_attr and not ins:  # n.const_value(), its op data at hand
+            c = n.attrs.get(info.constant_attr)
+            if isinstance(c, Tensor):
+                return not c.digest_only
         if not info.pure or not info.foldable or info.source or not n.outputs:
             return False
-        for v in n.inputs:
+        for v in ins:
             if v is None:
                 continue  # an absent optional operand
             if v.node is None:  # an initializer is a constant; a graph argument is not
@@ -147,24 +149,26 @@ class FoldConstants(Pass):
                     return False
             elif v.node.name not in evaluable:
                 return False
+        limit = self._limit(info)
         for v in n.outputs:
             if v.dtype.is_ref or v.dtype.np is None:
                 return False
             nb = v.type.nbytes()
-            if nb is not None and nb > self._limit(n):
+            if nb is not None and nb > limit:
                 return False
         return True
 
-    def _limit(self, n: Node) -> int:
-        return min(self.max_bytes, self.max_expand_bytes) if n.info.expanding else self.max_bytes
+    def _limit(self, info) -> int:
+        return min(self.max_bytes, self.max_expand_bytes) if info.expanding else self.max_bytes
 
     def _replace(self, graph: Graph, node: Node, pairs) -> int:
         """Replace the fetched outputs of ``node`` by constants; the one for output 0 takes its name."""
         done = 0
         heir = None
+        limit = self._limit(node.info)
         for v, a in pairs:
             a = np.asarray(a)
-            if a.nbytes > self._limit(node):
+            if a.nbytes > limit:
                 continue
             c = add_const(graph, a, f"{node.name}/folded_{v.index}", dtype=v.dtype, like=node)
             graph.replace_all_uses_with(v, c, outputs=True)
