@@ -22,8 +22,9 @@ def hashable(v, tensor=_by_digest):
         return tuple(hashable(x, tensor) for x in v)
     if isinstance(v, dict):
         return tuple(sorted((k, hashable(x, tensor)) for k, x in v.items()))
-    if isinstance(v, float) and v != v:
-        return ("nan",)
+    if isinstance(v, float) and (v != v or v == 0):
+        # NaN equals nothing, and -0.0 == 0.0 though ops may tell them apart (x * -0.0): by spelling.
+        return ("float", repr(v))
     if isinstance(v, FuncRef):
         return ("func", v.name, hashable(dict(v.attrs), tensor))
     return v
