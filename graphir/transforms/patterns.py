@@ -186,7 +186,7 @@ def apply_rules(graph: Graph, rules: RuleSet, max_steps: Optional[int] = None) -
             if node.graph is not graph:
                 break
             steps += 1
-            before = [v.node for v in node.inputs if v is not None]
+            before = node.inputs  # a value's producer never changes: read it only after a rewrite
             res = r.fn(graph, node)
             if res is None or res is False:
                 continue
@@ -206,7 +206,7 @@ def apply_rules(graph: Graph, rules: RuleSet, max_steps: Optional[int] = None) -
                         push(u)
                     for v in n.inputs:  # a rewrite may have put new nodes in front of it
                         push(None if v is None else v.node)
-            for p in before:
-                push(p)
+            for v in before:
+                push(None if v is None else v.node)
             break
     return fired
