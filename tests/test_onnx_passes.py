@@ -115,6 +115,18 @@ def test_matmul_add_becomes_gemm_only_in_2d():
     assert g.op_histogram() == {"Add": 1, "Gemm": 1, "MatMul": 1}
 
 
+def test_matmul_add_whose_bias_broadcasts_the_product_stays():
+    """[1, 64] @ [64, 64] + C[64, 64] is [64, 64]: the product broadcasts to C, which Gemm cannot do (its C
+    broadcasts one way, to the product's shape)."""
+    rng = np.random.default_rng(0)
+    w = nh.from_array(rng.standard_normal((64, 64)).astype(np.float32), "W")
+    c = nh.from_array(rng.standard_normal((64, 64)).astype(np.float32), "C")
+    m = model([h.make_node("MatMul", ["X", "W"], ["mm"]), h.make_node("Add", ["mm", "C"], ["Y"])],
+              [("X", TP.FLOAT, [1, 64])], [("Y", TP.FLOAT, [64, 64])], [w, c])
+    g = compile_checked(m)
+    assert g.op_histogram() == {"Add": 1, "MatMul": 1}
+
+
 def test_generic_passes_on_onnx():
     """cse merges equal nodes reading arguments, fold-constants evaluates initializer arithmetic (with the
     reference evaluator where ORT has no kernel: Add on int8), dce drops what nothing reads."""

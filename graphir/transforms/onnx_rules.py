@@ -617,9 +617,13 @@ def matmul_add(graph: Graph, add: Node):
             continue
         if sole_use(graph, mm.outputs[0]) is None:
             continue
-        # Gemm broadcasts C one way only: each of C's dims must be 1 or the result's.
-        ydims = y.shape.dims[2 - c.shape.rank:]
-        if any(cd is None or (cd != 1 and cd != yd) for cd, yd in zip(c.shape.dims, ydims)):
+        # Gemm broadcasts C one way only, to the product's (M, N): each of C's dims must be 1 or the
+        # product's. (A C the product broadcasts to instead, e.g. [M', N] against [1, N], makes the Add's
+        # result larger than the product: no Gemm.)
+        mdims = mm.outputs[0].shape.dims
+        if mdims is None or len(mdims) != 2:
+            continue
+        if any(cd is None or (cd != 1 and cd != md) for cd, md in zip(c.shape.dims, mdims[2 - c.shape.rank:])):
             continue
         _absorb(graph, add, "Gemm", [a, b, c], {}, None)
         return True
