@@ -34,6 +34,7 @@ MIN_OPSET = 13
 SKELETON_BYTES = 1 << 16
 # External tensors from this many bytes up are decoded as views of a memory-mapped file, not read.
 MMAP_MIN_BYTES = 1 << 12
+_LITTLE = sys.byteorder == "little"
 
 # Fields with an IR home of their own; any others are kept verbatim (serialized) so nothing is lost.
 _MODEL_CORE = frozenset({"graph", "opset_import", "functions", "ir_version", "producer_name", "producer_version",
@@ -148,15 +149,20 @@ def _opsets(proto) -> dict[str, int]:
 # a large embedded tensor of one of these may be stood in for by a stub while ONNX checks and types the
 # model, with its byte count checked here.
 @lru_cache(maxsize=None)
-def _plain_itemsize(data_type: int) -> Optional[int]:
+def _plain_dtype(data_type: int) -> Optional[np.dtype]:
     from onnx import helper
 
     try:
         dt = np.dtype(helper.tensor_dtype_to_np_dtype(data_type))
     except (KeyError, ValueError, TypeError):
         return None
-    packed = {"int4", "uint4", "int2", "uint2", "float4_e2m1fn"}
-    return None if dt.kind in "OSUV" or dt.name in packed else dt.itemsize
+    packed = {"int4", "uint4", "int2", "uint2", "float4_e2m1fn", "float6_e2m3fn", "float6_e3m2fn"}
+    return None if dt.kind in "OSUV" or dt.name in packed else dt
+
+
+def _plain_itemsize(data_type: int) -> Optional[int]:
+    dt = _plain_dtype(data_type)
+    return None if dt is None else dt.itemsize
 
 
 def _skeletons(proto):
@@ -370,7 +376,13 @@ def tensor_from_proto(t, base_dir: str) -> Tensor:
         from onnx import numpy_helper
         from onnx.external_data_helper import uses_external_data
 
-        a = external_array(t, base_dir) if uses_external_data(t) else None
+        if uses_external_data(t):
+            a = external_array(t, base_dir)
+        else:
+            # A plain type's raw bytes are the array (little-endian): read as numpy_helper.to_array reads
+            # them, without its per-call dtype table lookups (a model's many small shape constants).
+            dt = _plain_dtype(t.data_type) if _LITTLE and t.HasField("raw_data") else None
+            a = None if dt is None else np.frombuffer(t.raw_data, dt).reshape(tuple(t.dims))
         return numpy_helper.to_array(t, base_dir=base_dir) if a is None else a
 
     return Tensor(dtype_from_onnx(t.data_type), Shape(t.dims), decode=decode, encoded=("onnx", t, base_dir))
