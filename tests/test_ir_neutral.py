@@ -228,3 +228,16 @@ def test_verifier_reports_each_corruption(case):
         verify(g)
     assert e.value.errors == expected
 
+
+def test_every_way_of_making_a_subgraph_is_noticed(monkeypatch):
+    """Node.subgraphs() skips scanning attrs until the process has made a Subgraph, so every route to
+    one (constructor, copy, pickle) must raise the flag."""
+    import copy
+    import pickle
+
+    sg = Subgraph(_body(), [])
+    for make in (lambda: Subgraph(_body(), []), lambda: copy.copy(sg), lambda: copy.deepcopy(sg),
+                 lambda: pickle.loads(pickle.dumps(sg))):
+        monkeypatch.setattr(Subgraph, "made", False)
+        made = make()
+        assert Subgraph.made and isinstance(made, Subgraph)
