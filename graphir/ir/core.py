@@ -165,6 +165,22 @@ def _copy_attr(v, vmap):
     return v
 
 
+def kahn_drain(nodes: list[Node], indeg: dict[Node, int], succ: dict[Node, list[Node]]) -> Optional[list[Node]]:
+    """The second half of Kahn's algorithm: ``nodes`` in insertion order, each one's in-degree and its
+    successors (with repeats, in the order the edges were met). Ties go to the node that became ready
+    first. Consumes ``indeg``; None if a cycle leaves some node unordered."""
+    ready = [n for n in nodes if not indeg[n]]
+    for n in ready:  # ready grows while it is walked: a FIFO queue
+        s = succ.get(n)
+        if s is not None:
+            for v in s:
+                k = indeg[v] - 1
+                indeg[v] = k
+                if not k:
+                    ready.append(v)
+    return ready if len(ready) == len(nodes) else None
+
+
 class Graph:
     """A typed dataflow graph with a signature (inputs/outputs) and framework data carried along."""
 
@@ -702,20 +718,12 @@ class Graph:
                     succ[p] = [n]
                 else:
                     s.append(n)
-        ready = [n for n in nodes if not indeg[n]]
-        for n in ready:  # ready grows while it is walked: a FIFO queue
-            s = succ.get(n)
-            if s is not None:
-                for v in s:
-                    k = indeg[v] - 1
-                    indeg[v] = k
-                    if not k:
-                        ready.append(v)
-        if len(ready) != len(nodes):
+        order = kahn_drain(nodes, indeg, succ)
+        if order is None:
             cycle = nx.find_cycle(self.nx_view())
             raise IRError(f"graph has a cycle through {cycle[0][0]!r}")
-        self._order = ready
-        return list(ready)
+        self._order = order
+        return list(order)
 
     def ancestors(self, roots: Iterable[Node], *, control: bool = True) -> set[str]:
         """Names of ``roots`` and every node they (transitively) depend on, captures included, in one
