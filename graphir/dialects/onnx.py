@@ -189,9 +189,11 @@ def _formals(s, n: int, outputs: bool = False) -> list:
 def expected_input_dtypes(node: Node) -> Optional[list[DType]]:
     """Input dtypes the schema requires given the node's other types: a fixed type where the schema names
     one, else the dtype the type parameter is bound to by the first input (or output) that uses it."""
-    ins = tuple([None if v is None else v.type.dtype for v in node._inputs])
-    outs = tuple([v.type.dtype for v in node.outputs])
-    exp = _expected(node.op_type, node_version(node), ins, outs)
+    op_type = node.op_type
+    g = node.graph
+    exp = _expected(op_type, None if g is None else g.opset_imports.get(_import_key(op_type)),  # node_version
+                    tuple([None if v is None else v.type.dtype for v in node._inputs]),
+                    tuple([v.type.dtype for v in node.outputs]))
     return None if exp is None else list(exp)
 
 

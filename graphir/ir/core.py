@@ -126,9 +126,11 @@ class Node:
 
     def const_value(self) -> Optional[Tensor]:
         """The constant this node holds, if the domain's op data marks it as a constant op."""
-        info = self.info
-        if info.constant_attr and not self._inputs:
-            v = self.attrs.get(info.constant_attr)
+        if self._inputs:
+            return None
+        attr = self.info.constant_attr
+        if attr:
+            v = self.attrs.get(attr)
             return v if isinstance(v, Tensor) else None
         return None
 
@@ -294,10 +296,17 @@ class Graph:
         return bool(value._uses) or self.is_output(value)
 
     def is_output(self, value: Value) -> bool:
-        return any(p.value is value for p in self.outputs)
+        for p in self.outputs:
+            if p.value is value:
+                return True
+        return False
 
     def is_signature_node(self, node: Node) -> bool:
-        return any(p.value.node is node for p in itertools.chain(self.inputs, self.outputs))
+        for ports in (self.inputs, self.outputs):
+            for p in ports:
+                if p.value.node is node:
+                    return True
+        return False
 
     # ------------------------------------------------------------------ mutation
     def add_node(
