@@ -707,7 +707,7 @@ class Graph:
 
     def _kahn_order(self, *, cached: bool = False) -> list[Node]:
         # Kahn's algorithm over the nodes' own edge lists; ``cached`` reuses the last order if no mutation
-        # happened since (the verifier always recomputes).
+        # happened since (the verifier never trusts the cache: it recomputes the order from the edges).
         if cached and self._order is not None:
             return list(self._order)
         nodes = list(self._nodes.values())
