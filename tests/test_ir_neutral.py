@@ -241,3 +241,25 @@ def test_every_way_of_making_a_subgraph_is_noticed(monkeypatch):
         monkeypatch.setattr(Subgraph, "made", False)
         made = make()
         assert Subgraph.made and isinstance(made, Subgraph)
+
+
+def test_verifier_without_any_subgraph_in_the_process(monkeypatch):
+    """With no Subgraph made yet the verifier skips attribute scans; the other checks and the cycle
+    check still see everything."""
+    monkeypatch.setattr(Subgraph, "made", False)
+    g = Graph("plain")
+    x = g.add_argument("x", F)
+    a = g.add_node("Neg", [x], {}, [F], domain="my", name="a")
+    b = g.add_node("Neg", [a.outputs[0]], {}, [F], domain="my", name="b")
+    g.set_outputs([("y", b.outputs[0])])
+    verify(g)
+    assert [n.name for n in g.topo_order(by_name=False)] == ["a", "b"]
+    a._inputs[0] = b.outputs[0]
+    x._uses.clear()
+    b.outputs[0]._uses.append((a, 0))
+    from graphir.ir import VerificationError
+
+    with pytest.raises(VerificationError) as e:
+        verify(g)
+    assert e.value.errors == ["node 'a': on a cycle that is not a loop back-edge: a -> b"]
+    assert not Subgraph.made
