@@ -120,7 +120,8 @@ class Node:
     def info(self):
         g = self.graph
         domain = self.domain
-        key = (domain, self.op_type, g.opset_imports.get(domain) if g is not None and g.opset_imports else None)
+        version = g.opset_imports.get(domain) if g is not None and g.opset_imports else None
+        key = (domain, self.op_type, version)
         info = _op_info_cache.get(key)
         return info if info is not None else _op_info(*key)
 
@@ -165,22 +166,6 @@ def _copy_attr(v, vmap):
     if isinstance(v, Subgraph):
         return Subgraph(v.graph.copy(), [vmap.get(c, c) for c in v.captures])
     return v
-
-
-def kahn_drain(nodes: list[Node], indeg: dict[Node, int], succ: dict[Node, list[Node]]) -> Optional[list[Node]]:
-    """The second half of Kahn's algorithm: ``nodes`` in insertion order, each one's in-degree and its
-    successors (with repeats, in the order the edges were met). Ties go to the node that became ready
-    first. Consumes ``indeg``; None if a cycle leaves some node unordered."""
-    ready = [n for n in nodes if not indeg[n]]
-    for n in ready:  # ready grows while it is walked: a FIFO queue
-        s = succ.get(n)
-        if s is not None:
-            for v in s:
-                k = indeg[v] - 1
-                indeg[v] = k
-                if not k:
-                    ready.append(v)
-    return ready if len(ready) == len(nodes) else None
 
 
 class Graph:
@@ -705,6 +690,23 @@ class Graph:
             cycle = nx.find_cycle(view)
             raise IRError(f"graph has a cycle through {cycle[0][0]!r}") from None
 
+    @staticmethod
+    def _kahn_drain(nodes: list[Node], indeg: dict[Node, int],
+                    succ: dict[Node, list[Node]]) -> Optional[list[Node]]:
+        """The second half of Kahn's algorithm: ``nodes`` in insertion order, each one's in-degree and its
+        successors (with repeats, in the order the edges were met). Ties go to the node that became ready
+        first. Consumes ``indeg``; None if a cycle leaves some node unordered."""
+        ready = [n for n in nodes if not indeg[n]]
+        for n in ready:  # ready grows while it is walked: a FIFO queue
+            s = succ.get(n)
+            if s is not None:
+                for v in s:
+                    k = indeg[v] - 1
+                    indeg[v] = k
+                    if not k:
+                        ready.append(v)
+        return ready if len(ready) == len(nodes) else None
+
     def _kahn_order(self, *, cached: bool = False) -> list[Node]:
         # Kahn's algorithm over the nodes' own edge lists; ``cached`` reuses the last order if no mutation
         # happened since (the verifier never trusts the cache: it recomputes the order from the edges).
@@ -727,7 +729,7 @@ class Graph:
                     succ[p] = [n]
                 else:
                     s.append(n)
-        order = kahn_drain(nodes, indeg, succ)
+        order = self._kahn_drain(nodes, indeg, succ)
         if order is None:
             cycle = nx.find_cycle(self.nx_view())
             raise IRError(f"graph has a cycle through {cycle[0][0]!r}")

@@ -7,7 +7,6 @@ import networkx as nx
 
 from typing import TYPE_CHECKING
 
-from .core import kahn_drain
 from .registry import expected_input_dtypes_fn
 from .types import Subgraph
 
@@ -94,7 +93,8 @@ def _verify(graph: Graph, types: bool, errors: list[str], where: str) -> None:
                 if lookup(c.name) is not c:
                     errors.append(f"{where}node {name!r}: control input {c.name!r} is not in the graph")
                 elif node not in c._cusers:
-                    errors.append(f"{where}node {name!r}: control input {c.name!r} does not list it as a user")
+                    errors.append(f"{where}node {name!r}: control input {c.name!r} does not list it as a "
+                                  "user")
             k += _add_edges(node, node._controls, succ, has_loops, back_edge)
         if node._cusers:
             for u in node._cusers:
@@ -104,7 +104,8 @@ def _verify(graph: Graph, types: bool, errors: list[str], where: str) -> None:
             for key, sg in node.subgraphs():
                 for i, v in enumerate(sg.captures):
                     if not _live(graph, v):
-                        errors.append(f"{where}node {name!r}: {key} captures {v.name!r}, which is not in the graph")
+                        errors.append(f"{where}node {name!r}: {key} captures {v.name!r}, which is not in the "
+                                      "graph")
                 if len(sg.captures) != len(sg.graph.captures):
                     errors.append(f"{where}node {name!r}: {key} has {len(sg.captures)} captures but its body "
                                   f"declares {len(sg.graph.captures)}")
@@ -151,7 +152,7 @@ def _verify(graph: Graph, types: bool, errors: list[str], where: str) -> None:
             if lookup(u.name) is not u:
                 errors.append(f"{where}value {v.name!r}: used by {u.name!r}, which is not in the graph")
     if not errors:
-        order = kahn_drain(list(table.values()), indeg, succ)
+        order = graph._kahn_drain(list(table.values()), indeg, succ)
         if order is None:
             view = graph.acyclic_view()
             cyc = nx.find_cycle(view)
