@@ -135,3 +135,133 @@ def test_version_counts_every_mutation_through_the_api():
     before = g.version
     g.text(), g.topo_order(), g.copy(), verify(g)  # reading changes nothing
     assert g.version == before
+
+
+def _other_value():
+    return Graph("other").add_argument("z", F)
+
+
+def _body(n_captures=1):
+    body = Graph("body")
+    caps = [body.add_capture(f"c{i}", F) for i in range(n_captures)]
+    body.set_outputs([("out", caps[0])])
+    return body
+
+
+def _cycle_by_hand(g):
+    # Add reads Clip's output, use lists kept in step: only the acyclicity check can object.
+    add, x, clipped = g.node("Add"), g.value("x"), g.value("clipped")
+    add._inputs[0] = clipped
+    x._uses.remove((add, 0))
+    clipped._uses.append((add, 0))
+
+
+def _cycle_through_assigned_capture(g):
+    # A Subgraph put straight into attrs (not through set_attr): the order must still see its capture.
+    add, clipped = g.node("Add"), g.value("clipped")
+    add.attrs["body"] = Subgraph(_body(), [clipped])
+    clipped._uses.append((add, ("body", 0)))
+
+
+def _nested(g):
+    body = g.node("If").attrs["then_branch"].graph
+    body._nodes["alias"] = body.node("Neg")
+
+
+# Each corruption bypasses the mutation API the way a buggy pass could; the verifier must report exactly
+# these violations, in this order.
+CORRUPTIONS = {
+    "registry alias": (lambda g: g._nodes.__setitem__("alias", g.node("Add")),
+                       ["node 'alias': registry entry does not match the node object"]),
+    "node of another graph": (lambda g: setattr(g.node("Add"), "graph", None),
+                              ["node 'Add': registry entry does not match the node object"]),
+    "producer gone": (lambda g: g._nodes.pop("Add"),
+                      ["node 'Clip': input 0 reads 'sum', which is not in the graph",
+                       "value 'x': used by 'Add', which is not in the graph",
+                       "value 'w': used by 'Add', which is not in the graph"]),
+    "output dropped": (lambda g: g.node("Add").outputs.clear(),
+                       ["node 'Clip': input 0 reads 'sum', which is not in the graph"]),
+    "argument of another graph": (lambda g: g.node("Clip")._inputs.__setitem__(1, _other_value()),
+                                  ["node 'Clip': input 1 reads 'z', which is not in the graph"]),
+    "use missing": (lambda g: g.value("sum")._uses.clear(),
+                    ["node 'Clip': input 0 missing from the use list of 'sum'"]),
+    "initializer use missing": (lambda g: g.value("w")._uses.remove((g.node("Clip"), 2)),
+                                ["node 'Clip': input 2 missing from the use list of 'w'"]),
+    "stale use": (lambda g: g.value("sum")._uses.append((g.node("If"), 0)),
+                  ["node 'Add': stale use of 'sum' by 'If'"]),
+    "stale capture use": (lambda g: g.value("sum")._uses.append((g.node("If"), ("then_branch", 0))),
+                          ["node 'Add': stale use of 'sum' by 'If'"]),
+    "control input elsewhere": (lambda g: g.node("Add")._controls.append(Graph().add_node("N", [], {}, [F],
+                                                                                           domain="my")),
+                                ["node 'Add': control input 'N' is not in the graph"]),
+    "control input one-sided": (lambda g: g.node("Clip")._controls.append(g.node("Add")),
+                                ["node 'Clip': control input 'Add' does not list it as a user"]),
+    "control user one-sided": (lambda g: g.node("Add")._cusers.append(g.node("Clip")),
+                               ["node 'Add': control user 'Clip' out of step"]),
+    "capture of another graph": (lambda g: g.node("If").attrs["then_branch"].captures.__setitem__(
+                                     0, _other_value()),
+                                 ["node 'If': then_branch captures 'z', which is not in the graph"]),
+    "capture count": (lambda g: g.node("If").attrs["then_branch"].graph.add_capture("extra", F),
+                      ["node 'If': then_branch has 1 captures but its body declares 2"]),
+    "assigned subgraph": (lambda g: g.node("Add").attrs.__setitem__("body",
+                                                                    Subgraph(_body(), [_other_value()])),
+                          ["node 'Add': body captures 'z', which is not in the graph"]),
+    "nested body": (_nested, ["If.then_branch: node 'alias': registry entry does not match the node object"]),
+    "graph output": (lambda g: g.outputs.append(Port("q", _other_value())),
+                     ["graph output 'q': 'z' is not in the graph"]),
+    "graph input": (lambda g: g.inputs.append(Port("q", _other_value())),
+                    ["graph input 'q': 'z' is not in the graph"]),
+    "cycle": (_cycle_by_hand, ["node 'Add': on a cycle that is not a loop back-edge: Add -> Clip"]),
+    "cycle through a capture": (_cycle_through_assigned_capture,
+                                ["node 'Add': on a cycle that is not a loop back-edge: Add -> Clip"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_verifier_reports_each_corruption(case):
+    from graphir.ir import VerificationError
+
+    corrupt, expected = CORRUPTIONS[case]
+    g = _graph()
+    verify(g)
+    g.topo_order(by_name=False)  # a cached order must not hide a cycle made behind the API's back
+    corrupt(g)
+    with pytest.raises(VerificationError) as e:
+        verify(g)
+    assert e.value.errors == expected
+
+
+def test_every_way_of_making_a_subgraph_is_noticed(monkeypatch):
+    """Node.subgraphs() skips scanning attrs until the process has made a Subgraph, so every route to
+    one (constructor, copy, pickle) must raise the flag."""
+    import copy
+    import pickle
+
+    sg = Subgraph(_body(), [])
+    for make in (lambda: Subgraph(_body(), []), lambda: copy.copy(sg), lambda: copy.deepcopy(sg),
+                 lambda: pickle.loads(pickle.dumps(sg))):
+        monkeypatch.setattr(Subgraph, "made", False)
+        made = make()
+        assert Subgraph.made and isinstance(made, Subgraph)
+
+
+def test_verifier_without_any_subgraph_in_the_process(monkeypatch):
+    """With no Subgraph made yet the verifier skips attribute scans; the other checks and the cycle
+    check still see everything."""
+    monkeypatch.setattr(Subgraph, "made", False)
+    g = Graph("plain")
+    x = g.add_argument("x", F)
+    a = g.add_node("Neg", [x], {}, [F], domain="my", name="a")
+    b = g.add_node("Neg", [a.outputs[0]], {}, [F], domain="my", name="b")
+    g.set_outputs([("y", b.outputs[0])])
+    verify(g)
+    assert [n.name for n in g.topo_order(by_name=False)] == ["a", "b"]
+    a._inputs[0] = b.outputs[0]
+    x._uses.clear()
+    b.outputs[0]._uses.append((a, 0))
+    from graphir.ir import VerificationError
+
+    with pytest.raises(VerificationError) as e:
+        verify(g)
+    assert e.value.errors == ["node 'a': on a cycle that is not a loop back-edge: a -> b"]
+    assert not Subgraph.made

@@ -1,6 +1,7 @@
 """The onnx dialect: op data read from the onnx.defs schemas at the graph's op set, and the builders."""
 import numpy as np
 import onnx
+import pytest
 
 import graphir
 import onnx_models as M
@@ -58,3 +59,19 @@ def test_builders_make_valid_onnx():
     onnx.checker.check_model(m, full_check=True)
     assert [n.op_type for n in m.graph.node if n.name in ("to_f16", "to_f32", "scale")] == ["Cast", "Cast", "Mul"]
     assert "extra" in [i.name for i in m.graph.input]
+
+
+def test_verifier_checks_input_counts_against_the_schemas():
+    from graphir.ir import Graph, VerificationError
+
+    g = Graph()
+    g.opset_imports["onnx"] = 17
+    t = TensorType(f32, Shape([2]))
+    x = g.add_argument("x", t)
+    g.add_node("Add", [x, x, x], {}, [t], domain="onnx", name="add3")
+    h = g.add_argument("h", TensorType(f16, Shape([2])))
+    g.add_node("Sub", [x, h], {}, [t], domain="onnx", name="sub")
+    with pytest.raises(VerificationError) as e:
+        g.verify()
+    assert e.value.errors == ["node 'add3' (onnx.Add): expects 2 inputs, has 3",
+                              "node 'sub' (onnx.Sub): input 1 (h) is f16, expected f32"]

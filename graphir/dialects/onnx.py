@@ -72,8 +72,14 @@ def node_version(node: Node) -> Optional[int]:
     g = node.graph
     if g is None:
         return None
-    domain = _schema_domain(split_op(node.op_type)[0])
-    return g.opset_imports.get(DOMAIN if domain == "" else domain)
+    return g.opset_imports.get(_import_key(node.op_type))
+
+
+@lru_cache(maxsize=None)
+def _import_key(op_type: str) -> str:
+    """The ``opset_imports`` key of ``op_type``'s ONNX domain."""
+    domain = _schema_domain(split_op(op_type)[0])
+    return DOMAIN if domain == "" else domain
 
 
 def node_schema(node: Node):
@@ -183,9 +189,11 @@ def _formals(s, n: int, outputs: bool = False) -> list:
 def expected_input_dtypes(node: Node) -> Optional[list[DType]]:
     """Input dtypes the schema requires given the node's other types: a fixed type where the schema names
     one, else the dtype the type parameter is bound to by the first input (or output) that uses it."""
-    ins = tuple(None if v is None else v.dtype for v in node.inputs)
-    outs = tuple(v.dtype for v in node.outputs)
-    exp = _expected(node.op_type, node_version(node), ins, outs)
+    op_type = node.op_type
+    g = node.graph
+    exp = _expected(op_type, None if g is None else g.opset_imports.get(_import_key(op_type)),  # node_version
+                    tuple([None if v is None else v.type.dtype for v in node._inputs]),
+                    tuple([v.type.dtype for v in node.outputs]))
     return None if exp is None else list(exp)
 
 
@@ -266,8 +274,8 @@ class ONNXDialect(Dialect):
     def op_info(self, op_type: str, version: Optional[int] = None) -> Optional[OpInfo]:
         return _provider(op_type, version)
 
-    def expected_input_dtypes(self, node: Node) -> Optional[list[DType]]:
-        return expected_input_dtypes(node)
+    # The module function itself (no wrapper call): the verifier asks it of every node after every pass.
+    expected_input_dtypes = staticmethod(expected_input_dtypes)
 
     def is_op(self, op_type: str) -> bool:
         return schema(op_type) is not None

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 import networkx as nx
 
 from .errors import IRError
+from .registry import _cache as _op_info_cache
 from .registry import op_info as _op_info
 from .registry import value_name as _value_name
 from .types import Shape, Subgraph, Tensor, TensorType
@@ -118,21 +119,27 @@ class Node:
     @property
     def info(self):
         g = self.graph
-        version = g.opset_imports.get(self.domain) if g is not None and g.opset_imports else None
-        return _op_info(self.domain, self.op_type, version)
+        domain = self.domain
+        version = g.opset_imports.get(domain) if g is not None and g.opset_imports else None
+        key = (domain, self.op_type, version)
+        info = _op_info_cache.get(key)
+        return info if info is not None else _op_info(*key)
 
     def const_value(self) -> Optional[Tensor]:
         """The constant this node holds, if the domain's op data marks it as a constant op."""
-        info = self.info
-        if info.constant_attr and not self._inputs:
-            v = self.attrs.get(info.constant_attr)
+        if self._inputs:
+            return None
+        attr = self.info.constant_attr
+        if attr:
+            v = self.attrs.get(attr)
             return v if isinstance(v, Tensor) else None
         return None
 
-    def subgraphs(self) -> Iterator[tuple[str, Subgraph]]:
-        for k, v in self.attrs.items():
-            if isinstance(v, Subgraph):
-                yield k, v
+    def subgraphs(self) -> Sequence[tuple[str, Subgraph]]:
+        """(attribute name, subgraph) pairs, read from ``attrs`` on every call (code may assign to it)."""
+        if not Subgraph.made:
+            return ()
+        return [(k, v) for k, v in self.attrs.items() if isinstance(v, Subgraph)]
 
     def __repr__(self):
         return f"<Node {self.qualified_op} {self.name!r}>"
@@ -274,10 +281,17 @@ class Graph:
         return bool(value._uses) or self.is_output(value)
 
     def is_output(self, value: Value) -> bool:
-        return any(p.value is value for p in self.outputs)
+        for p in self.outputs:
+            if p.value is value:
+                return True
+        return False
 
     def is_signature_node(self, node: Node) -> bool:
-        return any(p.value.node is node for p in itertools.chain(self.inputs, self.outputs))
+        for ports in (self.inputs, self.outputs):
+            for p in ports:
+                if p.value.node is node:
+                    return True
+        return False
 
     # ------------------------------------------------------------------ mutation
     def add_node(
@@ -296,10 +310,10 @@ class Graph:
     ) -> Node:
         """Create a node. With ``unique`` (default) a taken ``name`` gets a numeric suffix."""
         name = name or op_type
-        if unique:
+        if name in self._nodes:
+            if not unique:
+                raise IRError(f"duplicate node name {name!r}")
             name = self.unique_name(name)
-        elif name in self._nodes:
-            raise IRError(f"duplicate node name {name!r}")
         node = Node(name, op_type, domain, attrs, device, output_types, output_names)
         node.graph = self
         self._changed()
@@ -308,8 +322,9 @@ class Graph:
             self.set_inputs(node, inputs)
         for c in control_inputs:
             self.add_control_input(node, c)
-        for k, sg in node.subgraphs():
-            self._track_captures(node, k, sg)
+        if Subgraph.made:
+            for k, sg in node.subgraphs():
+                self._track_captures(node, k, sg)
         return node
 
     def add_argument(self, name: str, type: TensorType) -> Value:
@@ -349,7 +364,8 @@ class Graph:
         self._touched()
 
     def _check_owned(self, v: Value):
-        if v.owner is not self:
+        p = v.node
+        if (p.graph if p is not None else v.graph) is not self:
             raise IRError(f"value {v.name!r} does not belong to this graph")
 
     def _unlink(self, v: Optional[Value], node: Node, slot) -> None:
@@ -374,13 +390,17 @@ class Graph:
     def set_inputs(self, node: Node, values: Sequence[Optional[Value]]) -> None:
         self._changed()
         for i, old in enumerate(node._inputs):
-            self._unlink(old, node, i)
-        node._inputs = []
+            if old is not None:
+                self._unlink(old, node, i)
+        ins: list[Optional[Value]] = []
+        node._inputs = ins
         for v in values:
             if v is not None:
-                self._check_owned(v)
-                v._uses.append((node, len(node._inputs)))
-            node._inputs.append(v)
+                p = v.node
+                if (p.graph if p is not None else v.graph) is not self:  # _check_owned, inlined: hot
+                    raise IRError(f"value {v.name!r} does not belong to this graph")
+                v._uses.append((node, len(ins)))
+            ins.append(v)
 
     def add_control_input(self, node: Node, src: Node) -> None:
         if src.graph is not self:
@@ -453,15 +473,23 @@ class Graph:
         if old is new:
             return 0
         uses = list(old._uses)
-        for user, slot in uses:
-            if isinstance(slot, tuple):
-                key, i = slot
-                sg = user.attrs[key]
-                self._unlink(old, user, slot)
-                sg.captures[i] = new
-                new._uses.append((user, slot))
-            else:
-                self.set_input(user, slot, new)
+        # When every use is an input slot that really reads ``old``, all move at once; otherwise (captures,
+        # or use lists out of step, which must fail as through set_input) one at a time.
+        if all(not isinstance(s, tuple) and s < len(u._inputs) and u._inputs[s] is old for u, s in uses):
+            for user, slot in uses:
+                user._inputs[slot] = new
+            new._uses += uses
+            old._uses.clear()
+        else:
+            for user, slot in uses:
+                if isinstance(slot, tuple):
+                    key, i = slot
+                    sg = user.attrs[key]
+                    self._unlink(old, user, slot)
+                    sg.captures[i] = new
+                    new._uses.append((user, slot))
+                else:
+                    self.set_input(user, slot, new)
         self._changed()
         n = len(uses)
         if outputs:
@@ -629,15 +657,24 @@ class Graph:
         """The graph without loop back-edges (e.g. TF1 NextIteration -> Merge)."""
         return self.nx_view()
 
-    def _preds(self, n: Node) -> Iterator[Node]:
-        for v in n._inputs:
-            if v is not None and v.node is not None:
-                yield v.node
-        yield from n._controls
-        for _, sg in n.subgraphs():
-            for v in sg.captures:
-                if v.node is not None:
-                    yield v.node
+    @staticmethod
+    def _preds(n: Node) -> list[Node]:
+        """Producers of ``n``'s inputs, its control inputs, then producers of its captures (with repeats)."""
+        preds = [v.node for v in n._inputs if v is not None and v.node is not None]
+        if n._controls:
+            preds += n._controls
+        if Subgraph.made:
+            for _, sg in n.subgraphs():
+                preds += [v.node for v in sg.captures if v.node is not None]
+        return preds
+
+    def _has_loop_merge(self, nodes: Iterable[Node]) -> bool:
+        # Op data depends on (domain, op type, op set version) only: ask once per distinct op.
+        imports = self.opset_imports
+        for domain, op_type in {(n.domain, n.op_type) for n in nodes}:
+            if _op_info(domain, op_type, imports.get(domain) if imports else None).loop_merge:
+                return True
+        return False
 
     def topo_order(self, *, by_name: bool = True) -> list[Node]:
         """A deterministic topological order (ties broken by node name), ignoring loop back-edges.
@@ -653,42 +690,51 @@ class Graph:
             cycle = nx.find_cycle(view)
             raise IRError(f"graph has a cycle through {cycle[0][0]!r}") from None
 
+    @staticmethod
+    def _kahn_drain(nodes: list[Node], indeg: dict[Node, int],
+                    succ: dict[Node, list[Node]]) -> Optional[list[Node]]:
+        """The second half of Kahn's algorithm: ``nodes`` in insertion order, each one's in-degree and its
+        successors (with repeats, in the order the edges were met). Ties go to the node that became ready
+        first. Consumes ``indeg``; None if a cycle leaves some node unordered."""
+        ready = [n for n in nodes if not indeg[n]]
+        for n in ready:  # ready grows while it is walked: a FIFO queue
+            s = succ.get(n)
+            if s is not None:
+                for v in s:
+                    k = indeg[v] - 1
+                    indeg[v] = k
+                    if not k:
+                        ready.append(v)
+        return ready if len(ready) == len(nodes) else None
+
     def _kahn_order(self, *, cached: bool = False) -> list[Node]:
         # Kahn's algorithm over the nodes' own edge lists; ``cached`` reuses the last order if no mutation
-        # happened since (the verifier always recomputes).
+        # happened since (the verifier never trusts the cache: it recomputes the order from the edges).
         if cached and self._order is not None:
             return list(self._order)
-        nodes = self._nodes
-        indeg: dict[int, int] = {}
-        succ: dict[int, list[Node]] = {}
-        has_loops = False
-        for n in nodes.values():
-            if n.info.loop_merge:
-                has_loops = True
-                break
-        for n in nodes.values():
-            k = 0
-            for p in self._preds(n):
-                if has_loops and self._is_back_edge(p, n):
-                    continue
-                k += 1
-                succ.setdefault(id(p), []).append(n)
-            indeg[id(n)] = k
-        ready = [n for n in nodes.values() if indeg[id(n)] == 0]
-        i = 0
-        while i < len(ready):
-            n = ready[i]
-            i += 1
-            for v in succ.get(id(n), ()):
-                k = indeg[id(v)] - 1
-                indeg[id(v)] = k
-                if k == 0:
-                    ready.append(v)
-        if len(ready) != len(nodes):
+        nodes = list(self._nodes.values())
+        has_loops = self._has_loop_merge(nodes)
+        preds_of = self._preds
+        # Nodes hash by identity, so they key the dicts themselves.
+        indeg: dict[Node, int] = {}
+        succ: dict[Node, list[Node]] = {}
+        for n in nodes:
+            preds = preds_of(n)
+            if has_loops:
+                preds = [p for p in preds if not self._is_back_edge(p, n)]
+            indeg[n] = len(preds)
+            for p in preds:
+                s = succ.get(p)
+                if s is None:
+                    succ[p] = [n]
+                else:
+                    s.append(n)
+        order = self._kahn_drain(nodes, indeg, succ)
+        if order is None:
             cycle = nx.find_cycle(self.nx_view())
             raise IRError(f"graph has a cycle through {cycle[0][0]!r}")
-        self._order = ready
-        return list(ready)
+        self._order = order
+        return list(order)
 
     def ancestors(self, roots: Iterable[Node], *, control: bool = True) -> set[str]:
         """Names of ``roots`` and every node they (transitively) depend on, captures included, in one
@@ -697,7 +743,7 @@ class Graph:
         stack = [self._nodes[n] for n in seen]
         while stack:
             n = stack.pop()
-            preds = list(self._preds(n)) if control else \
+            preds = self._preds(n) if control else \
                 [v.node for v in n._inputs if v is not None and v.node is not None] + \
                 [v.node for _, sg in n.subgraphs() for v in sg.captures if v.node is not None]
             for p in preds:

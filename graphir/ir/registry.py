@@ -50,7 +50,7 @@ class OpInfo:
 
 
 _dialects: dict[str, "Dialect"] = {}
-_cache: dict[tuple, OpInfo] = {}
+_cache: dict[tuple, OpInfo] = {}  # Node.info reads it directly: clear entries, never rebind it
 
 
 def register_dialect(dialect: "Dialect") -> None:
@@ -97,6 +97,13 @@ def value_name(domain: str, node_name: str, index: int) -> str:
 def expected_input_dtypes(node) -> Optional[list]:
     d = _dialects.get(node.domain)
     return d.expected_input_dtypes(node) if d is not None else None
+
+
+def expected_input_dtypes_fn(domain: str) -> Optional[Callable]:
+    """The ``expected_input_dtypes(node)`` of ``domain``'s dialect (None: no dialect), for callers that ask
+    it of many nodes (the verifier)."""
+    d = _dialects.get(domain)
+    return d.expected_input_dtypes if d is not None else None
 
 
 # Writing a graph (Graph.save) goes through the writer the backends register.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, ClassVar, Iterable, Optional
 
 import ml_dtypes
 import numpy as np
@@ -120,7 +120,16 @@ class Shape:
     __slots__ = ("dims",)
 
     def __init__(self, dims: Optional[Iterable[Optional[int]]]):
-        self.dims = None if dims is None else tuple(None if d is None or d < 0 else int(d) for d in dims)
+        if dims is None:
+            self.dims = None
+            return
+        dims = tuple(dims)
+        # Shapes are made by the thousand on load; most dims are already known plain ints.
+        for d in dims:
+            if type(d) is not int or d < 0:
+                dims = tuple([None if d is None or d < 0 else int(d) for d in dims])
+                break
+        self.dims = dims
 
     @property
     def rank(self) -> Optional[int]:
@@ -286,6 +295,14 @@ class Subgraph:
 
     graph: Any  # a graphir.ir.Graph
     captures: list = None  # outer Values
+
+    # False until the process makes its first Subgraph (by any route: constructor, copy, pickle all go
+    # through __new__). Until then no node can hold one, so hot loops skip scanning attributes for them.
+    made: ClassVar[bool] = False
+
+    def __new__(cls, *args, **kwargs):
+        Subgraph.made = True
+        return super().__new__(cls)
 
     def __post_init__(self):
         self.captures = list(self.captures or [])

@@ -7,12 +7,14 @@ import networkx as nx
 
 from typing import TYPE_CHECKING
 
-from .errors import IRError
-from .registry import expected_input_dtypes
+from .registry import expected_input_dtypes_fn
 from .types import Subgraph
 
 if TYPE_CHECKING:
     from .core import Graph
+
+
+_UNSEEN = object()
 
 
 class VerificationError(Exception):
@@ -46,35 +48,71 @@ def _live(graph: Graph, v) -> bool:
     return v in graph.arguments or v in graph.captures or graph.initializers.get(v.name) is v
 
 
+# The verifier runs after every pass that changed the graph, so its per-node loop is written flat: _live
+# inlined, use lists searched in C, subgraph attributes scanned only once the process has made a Subgraph.
+# The same walk collects the edges for the acyclicity check (Kahn's algorithm, as Graph._kahn_order: every
+# input's producer, then control inputs, then captured values' producers, loop back-edges left out), so the
+# order is always recomputed from the edges as they are now, never taken from a cache.
 def _verify(graph: Graph, types: bool, errors: list[str], where: str) -> None:
     table = graph._nodes
+    lookup = table.get
+    arguments, captures, inits = graph.arguments, graph.captures, graph.initializers
+    scan_subgraphs = Subgraph.made
+    has_loops = graph._has_loop_merge(table.values())
+    back_edge = graph._is_back_edge
+    indeg: dict = {}
+    succ: dict = {}
+    expected_of: dict = {}  # domain -> its dialect's expected_input_dtypes (None: no dialect)
     for name, node in table.items():
         if node.name != name or node.graph is not graph:
             errors.append(f"{where}node {name!r}: registry entry does not match the node object")
             continue
+        k = 0
         for slot, v in enumerate(node._inputs):
             if v is None:
                 continue
-            if not _live(graph, v):
+            p = v.node
+            if p is not None:
+                i = v.index
+                live = lookup(p.name) is p and i < len(p.outputs) and p.outputs[i] is v
+                if not has_loops or not back_edge(p, node):
+                    k += 1
+                    s = succ.get(p)
+                    if s is None:
+                        succ[p] = [node]
+                    else:
+                        s.append(node)
+            else:
+                live = v.graph is graph and (v in arguments or v in captures or inits.get(v.name) is v)
+            if not live:
                 errors.append(f"{where}node {name!r}: input {slot} reads {v.name!r}, which is not in the graph")
-            elif not any(u is node and s == slot for u, s in v._uses):
+            elif (node, slot) not in v._uses:  # tuple equality: the same node object and slot
                 errors.append(f"{where}node {name!r}: input {slot} missing from the use list of {v.name!r}")
-        for c in node._controls:
-            if table.get(c.name) is not c:
-                errors.append(f"{where}node {name!r}: control input {c.name!r} is not in the graph")
-            elif node not in c._cusers:
-                errors.append(f"{where}node {name!r}: control input {c.name!r} does not list it as a user")
-        for u in node._cusers:
-            if table.get(u.name) is not u or node not in u._controls:
-                errors.append(f"{where}node {name!r}: control user {u.name!r} out of step")
-        for key, sg in node.subgraphs():
-            for i, v in enumerate(sg.captures):
-                if not _live(graph, v):
-                    errors.append(f"{where}node {name!r}: {key} captures {v.name!r}, which is not in the graph")
-            if len(sg.captures) != len(sg.graph.captures):
-                errors.append(f"{where}node {name!r}: {key} has {len(sg.captures)} captures but its body "
-                              f"declares {len(sg.graph.captures)}")
-            _verify(sg.graph, types, errors, f"{where}{name}.{key}: ")
+        if node._controls:
+            for c in node._controls:
+                if lookup(c.name) is not c:
+                    errors.append(f"{where}node {name!r}: control input {c.name!r} is not in the graph")
+                elif node not in c._cusers:
+                    errors.append(f"{where}node {name!r}: control input {c.name!r} does not list it as a "
+                                  "user")
+            k += _add_edges(node, node._controls, succ, has_loops, back_edge)
+        if node._cusers:
+            for u in node._cusers:
+                if lookup(u.name) is not u or node not in u._controls:
+                    errors.append(f"{where}node {name!r}: control user {u.name!r} out of step")
+        if scan_subgraphs:
+            for key, sg in node.subgraphs():
+                for i, v in enumerate(sg.captures):
+                    if not _live(graph, v):
+                        errors.append(f"{where}node {name!r}: {key} captures {v.name!r}, which is not in the "
+                                      "graph")
+                if len(sg.captures) != len(sg.graph.captures):
+                    errors.append(f"{where}node {name!r}: {key} has {len(sg.captures)} captures but its body "
+                                  f"declares {len(sg.graph.captures)}")
+                _verify(sg.graph, types, errors, f"{where}{name}.{key}: ")
+                k += _add_edges(node, [v.node for v in sg.captures if v.node is not None], succ, has_loops,
+                                back_edge)
+        indeg[node] = k
         for v in node.outputs:
             for u, s in v._uses:
                 if isinstance(s, tuple):
@@ -82,10 +120,14 @@ def _verify(graph: Graph, types: bool, errors: list[str], where: str) -> None:
                     ok = isinstance(sg, Subgraph) and s[1] < len(sg.captures) and sg.captures[s[1]] is v
                 else:
                     ok = s < len(u._inputs) and u._inputs[s] is v
-                if not ok or table.get(u.name) is not u:
+                if not ok or lookup(u.name) is not u:
                     errors.append(f"{where}node {name!r}: stale use of {v.name!r} by {u.name!r}")
         if types:
-            exp = expected_input_dtypes(node)
+            domain = node.domain
+            fn = expected_of.get(domain, _UNSEEN)
+            if fn is _UNSEEN:
+                fn = expected_of[domain] = expected_input_dtypes_fn(domain)
+            exp = fn(node) if fn is not None else None
             if exp is not None:
                 inputs = node._inputs
                 if len(exp) != len(inputs):
@@ -107,13 +149,27 @@ def _verify(graph: Graph, types: bool, errors: list[str], where: str) -> None:
                 errors.append(f"{where}graph {kind} {p.name!r}: {p.value.name!r} is not in the graph")
     for v in itertools.chain(graph.arguments, graph.captures, graph.initializers.values()):
         for u, s in v._uses:
-            if table.get(u.name) is not u:
+            if lookup(u.name) is not u:
                 errors.append(f"{where}value {v.name!r}: used by {u.name!r}, which is not in the graph")
     if not errors:
-        try:
-            graph._kahn_order()  # the fast acyclicity check, always recomputed
-        except IRError:
+        order = graph._kahn_drain(list(table.values()), indeg, succ)
+        if order is None:
             view = graph.acyclic_view()
             cyc = nx.find_cycle(view)
             errors.append(f"{where}node {cyc[0][0]!r}: on a cycle that is not a loop back-edge: "
                           + " -> ".join(e[0] for e in cyc))
+        else:
+            graph._order = order  # what topo_order(by_name=False) hands the next pass
+
+
+def _add_edges(node, preds, succ: dict, has_loops: bool, back_edge) -> int:
+    k = 0
+    for p in preds:
+        if not has_loops or not back_edge(p, node):
+            k += 1
+            s = succ.get(p)
+            if s is None:
+                succ[p] = [node]
+            else:
+                s.append(node)
+    return k
