@@ -272,21 +272,26 @@ def test_equal_constant_subgraphs_are_evaluated_once():
     assert rep.ok, rep.format()
 
 
-def test_rescaled_weights_round_once_from_float64():
-    """Folding a scale into weights computes w * s in float64 and rounds once to the weights' dtype (the
-    bits of ``(w.astype(float64) * s).astype(w.dtype)``), for float32 and float16 weights."""
+def test_rescaled_weights_precision():
+    """Folding a scale into weights: float32 weights multiply in float32 (within an ulp of the exact product
+    rounded once from float64); float16 weights are computed in float64 and rounded once (the bits of
+    ``(w.astype(float64) * s).astype(float16)``), since rounding s to float16 first loses precision."""
     from graphir.transforms.onnx_rules import _scaled
 
     rng = np.random.default_rng(5)
     s = rng.uniform(-3, 3, 64)
-    for dt in (np.float32, np.float16):
-        w = rng.standard_normal((64, 32, 3, 3)).astype(dt)
-        col = s.reshape(-1, 1, 1, 1)
-        got = _scaled(w, col)
-        assert got.dtype == dt
-        np.testing.assert_array_equal(got.view(np.uint8), (w.astype(np.float64) * col).astype(dt).view(np.uint8))
-        # Rounding s to the weights' dtype first would give other bits: the test can tell them apart.
-        assert not np.array_equal(got.view(np.uint8), (w * col.astype(dt)).view(np.uint8))
+    col = s.reshape(-1, 1, 1, 1)
+    w = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)
+    got = _scaled(w, col)
+    assert got.dtype == np.float32
+    exact = (w.astype(np.float64) * col).astype(np.float32)
+    assert np.all(np.abs(got - exact) <= np.spacing(np.abs(exact)))
+    w16 = w.astype(np.float16)
+    got16 = _scaled(w16, col)
+    assert got16.dtype == np.float16
+    np.testing.assert_array_equal(got16.view(np.uint8), (w16.astype(np.float64) * col).astype(np.float16).view(np.uint8))
+    # Rounding s to float16 first would give other bits: the test can tell them apart.
+    assert not np.array_equal(got16.view(np.uint8), (w16 * col.astype(np.float16)).view(np.uint8))
 
 
 def test_cse_merges_large_initializers_by_their_bits():

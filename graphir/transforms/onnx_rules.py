@@ -480,8 +480,13 @@ def _const_operand(v: Optional[Value], rank: int, size: int) -> Optional[np.ndar
 
 
 def _scaled(w: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """``w * s`` computed in float64 and rounded once to ``w``'s dtype, as
-    ``(w.astype(float64) * s).astype(w.dtype)`` but without float64 copies of the weights."""
+    """``w * s`` in ``w``'s dtype. float32 and float64 weights multiply in their own type (``s`` rounded to
+    it first: within an ulp of the exact product, as ONNX Runtime and TF fold batch norms, and a third of
+    the time of a float64 pass over float32 weights); narrower ones (float16) are computed in float64 and
+    rounded once, as ``(w.astype(float64) * s).astype(w.dtype)`` without float64 copies of the weights,
+    since rounding ``s`` to them first would cost real precision."""
+    if w.dtype in (np.float32, np.float64):
+        return w * s.astype(w.dtype)
     return np.multiply(w, s, out=np.empty(w.shape, w.dtype), casting="same_kind")
 
 
