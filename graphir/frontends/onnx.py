@@ -160,6 +160,23 @@ def _plain_dtype(data_type: int) -> Optional[np.dtype]:
     return None if dt.kind in "OSUV" or dt.name in packed else dt
 
 
+@lru_cache(maxsize=None)
+def _typed_field(data_type: int) -> Optional[tuple[str, np.dtype]]:
+    """(field, dtype) where ONNX stores a ``data_type`` tensor's values unconverted in a typed field of its
+    own element type (FLOAT in float_data, INT64 in int64_data, ...); None where the field holds another
+    storage type (FLOAT16 in int32_data, ...), which numpy_helper.to_array converts."""
+    from onnx import helper
+
+    try:
+        if helper.tensor_dtype_to_storage_tensor_dtype(data_type) != data_type:
+            return None
+        dt = np.dtype(helper.tensor_dtype_to_np_dtype(data_type))
+        field = helper.tensor_dtype_to_field(data_type)
+    except (KeyError, ValueError, TypeError):
+        return None
+    return None if dt.kind in "OSUV" else (field, dt)
+
+
 def _plain_itemsize(data_type: int) -> Optional[int]:
     dt = _plain_dtype(data_type)
     return None if dt is None else dt.itemsize
@@ -378,11 +395,15 @@ def tensor_from_proto(t, base_dir: str) -> Tensor:
 
         if uses_external_data(t):
             a = external_array(t, base_dir)
-        else:
+        elif t.HasField("raw_data"):
             # A plain type's raw bytes are the array (little-endian): read as numpy_helper.to_array reads
             # them, without its per-call dtype table lookups (a model's many small shape constants).
-            dt = _plain_dtype(t.data_type) if _LITTLE and t.HasField("raw_data") else None
+            dt = _plain_dtype(t.data_type) if _LITTLE else None
             a = None if dt is None else np.frombuffer(t.raw_data, dt).reshape(tuple(t.dims))
+        else:
+            # Values in a typed field of their own element type (float_data of a FLOAT, ...).
+            typed = _typed_field(t.data_type)
+            a = None if typed is None else np.array(getattr(t, typed[0]), typed[1]).reshape(tuple(t.dims))
         return numpy_helper.to_array(t, base_dir=base_dir) if a is None else a
 
     return Tensor(dtype_from_onnx(t.data_type), Shape(t.dims), decode=decode, encoded=("onnx", t, base_dir))

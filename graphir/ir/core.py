@@ -562,6 +562,8 @@ class Graph:
         """Remove a set of nodes whose data users all lie inside the set (control users outside
         the set simply lose the edge). Returns the number removed."""
         nodes = [n for n in nodes if n.graph is self]
+        if not nodes:
+            return 0  # nothing changed: the graph keeps its version (no re-verification) and cached order
         doomed = {id(n) for n in nodes}
         for n in nodes:
             if self.is_signature_node(n):
