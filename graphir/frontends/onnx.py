@@ -35,6 +35,7 @@ SKELETON_BYTES = 1 << 16
 # External tensors from this many bytes up are decoded as views of a memory-mapped file, not read.
 MMAP_MIN_BYTES = 1 << 12
 _LITTLE = sys.byteorder == "little"
+_EXTERNAL = 1  # TensorProto.EXTERNAL, the data_location of a tensor whose bytes are in a file (onnx.proto3)
 
 # Fields with an IR home of their own; any others are kept verbatim (serialized) so nothing is lost.
 _MODEL_CORE = frozenset({"graph", "opset_import", "functions", "ir_version", "producer_name", "producer_version",
@@ -390,10 +391,7 @@ def tensor_from_proto(t, base_dir: str) -> Tensor:
     :func:`external_array`), and keeps ``t`` itself as its encoded form so an untouched constant is written
     back as it was."""
     def decode():
-        from onnx import numpy_helper
-        from onnx.external_data_helper import uses_external_data
-
-        if uses_external_data(t):
+        if t.data_location == _EXTERNAL:
             a = external_array(t, base_dir)
         elif t.HasField("raw_data"):
             # A plain type's raw bytes are the array (little-endian): read as numpy_helper.to_array reads
@@ -404,7 +402,11 @@ def tensor_from_proto(t, base_dir: str) -> Tensor:
             # Values in a typed field of their own element type (float_data of a FLOAT, ...).
             typed = _typed_field(t.data_type)
             a = None if typed is None else np.array(getattr(t, typed[0]), typed[1]).reshape(tuple(t.dims))
-        return numpy_helper.to_array(t, base_dir=base_dir) if a is None else a
+        if a is None:
+            from onnx import numpy_helper
+
+            a = numpy_helper.to_array(t, base_dir=base_dir)
+        return a
 
     return Tensor(dtype_from_onnx(t.data_type), Shape(t.dims), decode=decode, encoded=("onnx", t, base_dir))
 
