@@ -15,6 +15,7 @@ extras (doc strings, metadata, an empty or duplicate node name) in ``Node.meta``
 """
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import sys
@@ -193,9 +194,9 @@ def _skeletons(proto):
 
     big = set()
     for i, t in enumerate(proto.graph.initializer):
-        if t.data_location != TensorProto.EXTERNAL and t.HasField("raw_data"):
+        if t.HasField("raw_data") and t.data_location != TensorProto.EXTERNAL:
             size = _plain_itemsize(t.data_type)
-            if size is not None and size * int(np.prod(t.dims, dtype=np.int64)) > SKELETON_BYTES:
+            if size is not None and size * math.prod(t.dims) > SKELETON_BYTES:
                 big.add(i)
     if not big:
         return proto, proto, ()
@@ -249,7 +250,7 @@ def _check_stubbed(stubbed, where: str) -> None:
         if others:
             raise ModelLoadError(f"{where}: fails the ONNX checker: tensor {t.name!r} has raw_data and "
                                  f"{others[0]}; a tensor has one value field")
-        need = _plain_itemsize(t.data_type) * int(np.prod(t.dims, dtype=np.int64))
+        need = _plain_itemsize(t.data_type) * math.prod(t.dims)
         got = len(t.raw_data)
         if got != need:
             raise ModelLoadError(f"{where}: fails the ONNX checker: tensor {t.name!r} has {got} bytes of "
