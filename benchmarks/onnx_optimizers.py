@@ -220,27 +220,34 @@ def run_rival(python: str, tool: str, jobs: list[dict], repeat: int) -> list[dic
 
 
 def fmt_time(s) -> str:
-    return "-" if s is None else f"{s:.2f}"
+    return "-" if s is None else f"{s:.3f}"
+
+
+def time_ratio(r: dict) -> str:
+    """graphir's optimize time over onnx-simplifier's (below 1: graphir is faster)."""
+    g, s = r["graphir"].get("seconds"), r["onnxsim"].get("seconds")
+    return "-" if not g or not s else f"{g / s:.2f}"
 
 
 def table(rows: list[dict], markdown: bool) -> str:
     head = ["model", "orig", "graphir", "onnxsim", "onnxscript", "graphir s", "onnxsim s", "onnxscript s",
-            "equal (graphir/onnxsim/onnxscript)"]
+            "graphir/onnxsim time", "equal (graphir/onnxsim/onnxscript)"]
     lines = []
     for r in rows:
         cells = [r["name"], str(r["orig"])]
         cells += [str(r[t].get("nodes", "fail")) for t in TOOLS]
         cells += [fmt_time(r[t].get("seconds")) for t in TOOLS]
+        cells.append(time_ratio(r))
         cells.append(" / ".join(r[t].get("equal", "-") for t in TOOLS))
         lines.append(cells)
     if markdown:
-        out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * 7 + ["---"]) + "|"]
+        out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * 8 + ["---"]) + "|"]
         out += ["| " + " | ".join(c) + " |" for c in lines]
         return "\n".join(out)
     sys.path.insert(0, ROOT)
     from graphir.table import format_table
 
-    return format_table([head] + lines, align="lrrrrrrrl", rules=(1,))
+    return format_table([head] + lines, align="lrrrrrrrrl", rules=(1,))
 
 
 def summary(rows: list[dict]) -> list[str]:
@@ -255,8 +262,10 @@ def summary(rows: list[dict]) -> list[str]:
         g = sum(r["graphir"]["seconds"] for r in timed)
         s = sum(r["onnxsim"]["seconds"] for r in timed)
         faster = sum(r["graphir"]["seconds"] <= r["onnxsim"]["seconds"] for r in timed)
+        worst = max(timed, key=lambda r: r["graphir"]["seconds"] / r["onnxsim"]["seconds"])
         out.append(f"optimize time: graphir {g:.2f} s, onnxsim {s:.2f} s in total; graphir <= onnxsim on "
-                   f"{faster}/{len(timed)} models")
+                   f"{faster}/{len(timed)} models (highest graphir/onnxsim ratio {time_ratio(worst)}, "
+                   f"{worst['name']})")
     bad = [f"{r['name']} ({t}: {r[t]['equal']})" for r in rows for t in TOOLS
            if r[t].get("equal") not in (None, "yes")]
     out.append("outputs equal on ORT: " + ("all" if not bad else "not " + ", ".join(bad)))
