@@ -112,24 +112,26 @@ class _Scan:
 
         self.graphs: list = []
         self.tensors: list = []
-
-        def walk(g):
+        # Depth first, bodies in the order they appear, iteratively (a recursive closure would be a
+        # reference cycle holding every tensor until the cyclic GC runs).
+        stack = [proto.graph]
+        while stack:
+            g = stack.pop()
             self.graphs.append(g)
             self.tensors.extend(g.initializer)
+            bodies = []
             for nd in g.node:
                 for a in nd.attribute:
                     k = a.type
                     if k == A.GRAPH:
-                        walk(a.g)
+                        bodies.append(a.g)
                     elif k == A.GRAPHS:
-                        for sg in a.graphs:
-                            walk(sg)
+                        bodies.extend(a.graphs)
                     elif k == A.TENSOR:
                         self.tensors.append(a.t)
                     elif k == A.TENSORS:
                         self.tensors.extend(a.tensors)
-
-        walk(proto.graph)
+            stack.extend(reversed(bodies))
         for f in proto.functions:
             for nd in f.node:
                 for a in nd.attribute:
