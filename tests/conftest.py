@@ -141,6 +141,19 @@ def assert_same_outputs(before, after, *, rtol=1e-5, atol=1e-6, seed=0, feeds=No
 
 
 # ------------------------------------------------------------------------------ the command line
+def traced_peak(fn):
+    """(``fn()``'s result, the peak of Python-traced allocations while it ran, in bytes)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        out = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return out, peak
+
+
 def run_cli(*args, cwd=None, env=None, timeout=600):
     """``python -m graphir ARGS`` from this checkout; returns the CompletedProcess (text mode)."""
     e = dict(os.environ if env is None else env)

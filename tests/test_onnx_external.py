@@ -6,7 +6,6 @@ Runtime runs a temporary model that links the data instead of copying it; a bad 
 exit 2. (The model over 2 GB is ``benchmarks/onnx_big_model.py``.)"""
 import mmap
 import os
-import tracemalloc
 
 import numpy as np
 import onnx
@@ -18,6 +17,7 @@ from onnx.external_data_helper import convert_model_to_external_data, set_extern
 
 import graphir
 import onnx_models as M
+from conftest import traced_peak
 from graphir.runtime_check.ort_runner import OrtRunner, session
 from test_cli import assert_one_line_error, graphir_inproc, snapshot
 
@@ -90,12 +90,7 @@ def test_new_tensors_stream_into_the_data_file(tmp_path):
     assert len(folded) == 1
     folded[0].numpy()
     dst = tmp_path / "opt.onnx"
-    tracemalloc.start()
-    try:
-        opt.save(str(dst))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    _, peak = traced_peak(lambda: opt.save(str(dst)))
     # The 4 MB folded weight went from its array to the file: no bytes copy of it was made on the way.
     assert peak < n * n * 4 // 4
     onnx.checker.check_model(str(dst), full_check=True)
@@ -190,12 +185,7 @@ def test_constant_folding_feeds_large_weights_instead_of_serializing_them(tmp_pa
     node = graph.node("sum")
     from graphir.ir.dialect import graph_dialect
 
-    tracemalloc.start()
-    try:
-        (got,) = graph_dialect(graph).evaluate(graph, [node], [node.outputs[0]])
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    (got,), peak = traced_peak(lambda: graph_dialect(graph).evaluate(graph, [node], [node.outputs[0]]))
     assert peak < w.nbytes // 4
     np.testing.assert_allclose(got, w.sum(axis=0), rtol=1e-5, atol=1e-4)
     opt = graphir.compile(str(path))

@@ -347,8 +347,7 @@ def test_saved_file_is_the_serialized_model(compiled, tmp_path):
 def test_new_weights_go_from_their_arrays_to_the_file(tmp_path):
     """A 4 MB folded weight of a model without external data is written from its array: no copy of it
     (a proto's, a serialized model's) is made on the way."""
-    import tracemalloc
-
+    from conftest import traced_peak
     from test_onnx_external import _dense_bn
 
     n = 1024
@@ -357,11 +356,6 @@ def test_new_weights_go_from_their_arrays_to_the_file(tmp_path):
                  if v.const.encoded is None and v.const.nbytes == n * n * 4]
     folded.numpy()
     dst = tmp_path / "opt.onnx"
-    tracemalloc.start()
-    try:
-        opt.save(str(dst))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    _, peak = traced_peak(lambda: opt.save(str(dst)))
     assert peak < n * n * 4 // 4
     assert dst.read_bytes() == to_model(opt.ir, external="keep").SerializeToString()
