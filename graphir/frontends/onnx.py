@@ -5,9 +5,9 @@ are memory-mapped, not read: see :func:`external_array`), checked
 (op set >= 13, a schema for every op, external-data files present, ``onnx.checker`` with ``full_check``),
 and typed by ``onnx.shape_inference.infer_shapes(data_prop=True)``. The checker and shape inference run
 on skeletons of the model whose large embedded tensors are stubs, so neither re-reads the file nor
-copies the weights (the stubbed tensors' byte counts are checked here instead). Graph inputs become arguments,
-initializers initializer values, ``If``/``Loop``/``Scan`` bodies :class:`~graphir.ir.Subgraph` attributes
-whose captures are the outer values the body reads by name. Everything the IR has no field for is kept
+copies the weights (the stubbed tensors' byte counts are checked here instead). Graph inputs become
+arguments, initializers initializer values, ``If``/``Loop``/``Scan`` bodies :class:`~graphir.ir.Subgraph`
+attributes whose captures are the outer values the body reads by name. Everything the IR has no field for is kept
 for the backend: model fields and local functions as ``onnx.*`` graph attributes (printed), per-node
 extras (doc strings, metadata, an empty or duplicate node name) in ``Node.meta``, and the original
 ``ValueInfoProto`` of inputs, outputs and value_info entries (symbolic dims, doc strings) in
