@@ -67,7 +67,7 @@ def _verify(graph: Graph, types: bool, errors: list[str], where: str) -> None:
         if node.name != name or node.graph is not graph:
             errors.append(f"{where}node {name!r}: registry entry does not match the node object")
             continue
-        k = 0
+        producers = []
         for slot, v in enumerate(node._inputs):
             if v is None:
                 continue
@@ -75,19 +75,14 @@ def _verify(graph: Graph, types: bool, errors: list[str], where: str) -> None:
             if p is not None:
                 i = v.index
                 live = lookup(p.name) is p and i < len(p.outputs) and p.outputs[i] is v
-                if not has_loops or not back_edge(p, node):
-                    k += 1
-                    s = succ.get(p)
-                    if s is None:
-                        succ[p] = [node]
-                    else:
-                        s.append(node)
+                producers.append(p)
             else:
                 live = v.graph is graph and (v in arguments or v in captures or inits.get(v.name) is v)
             if not live:
                 errors.append(f"{where}node {name!r}: input {slot} reads {v.name!r}, which is not in the graph")
             elif (node, slot) not in v._uses:  # tuple equality: the same node object and slot
                 errors.append(f"{where}node {name!r}: input {slot} missing from the use list of {v.name!r}")
+        k = _add_edges(node, producers, succ, has_loops, back_edge)
         if node._controls:
             for c in node._controls:
                 if lookup(c.name) is not c:
