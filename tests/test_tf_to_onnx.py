@@ -289,19 +289,29 @@ def test_fused(op, fused_ops, kw):
     check(fused_graph(op, fused_ops, batch=None, **kw), opset)
 
 
+def _fused_node(make_inputs, op: str, inputs: list):
+    """A GraphDef of what ``make_inputs()`` builds plus a float32 node ``out0`` of ``op`` (a fused op no
+    public TF API emits) reading ``inputs``; returns the GraphDef and that NodeDef to set attributes on."""
+    g = tf.Graph()
+    with g.as_default():
+        make_inputs()
+    gd = g.as_graph_def()
+    nd = gd.node.add()
+    nd.name, nd.op = "out0", op
+    nd.input.extend(inputs)
+    nd.attr["T"].type = tf.float32.as_datatype_enum
+    return gd, nd
+
+
 def test_fused_matmul_transposed_weights():
     from graphir.frontends.tf import from_graph_def
 
-    g = tf.Graph()
-    with g.as_default():
+    def inputs():
         tf.compat.v1.placeholder(F32, [None, 6], name="x0")
         tf.constant(rand(5, 6), name="w")
         tf.constant(rand(5), name="b")
-    gd = g.as_graph_def()
-    nd = gd.node.add()
-    nd.name, nd.op = "out0", "_FusedMatMul"
-    nd.input.extend(["x0", "w", "b"])
-    nd.attr["T"].type = tf.float32.as_datatype_enum
+
+    gd, nd = _fused_node(inputs, "_FusedMatMul", ["x0", "w", "b"])
     nd.attr["num_args"].i = 1
     nd.attr["TArgs"].list.type.append(tf.float32.as_datatype_enum)
     nd.attr["transpose_b"].b = True
@@ -327,17 +337,13 @@ def test_fused_batch_matmul():
     """oneDNN's _MklFusedBatchMatMulV2 (attention scores: scaled and masked), as lower-onednn emits it."""
     from graphir.frontends.tf import from_graph_def
 
-    g = tf.Graph()
-    with g.as_default():
+    def inputs():
         tf.compat.v1.placeholder(F32, [None, 2, 3, 4], name="x0")
         tf.compat.v1.placeholder(F32, [None, 2, 5, 4], name="x1")
         tf.constant(np.float32(0.5), name="scale")
         tf.compat.v1.placeholder(F32, [None, 1, 1, 5], name="x2")
-    gd = g.as_graph_def()
-    nd = gd.node.add()
-    nd.name, nd.op = "out0", "_MklFusedBatchMatMulV2"
-    nd.input.extend(["x0", "x1", "scale", "x2"])
-    nd.attr["T"].type = tf.float32.as_datatype_enum
+
+    gd, nd = _fused_node(inputs, "_MklFusedBatchMatMulV2", ["x0", "x1", "scale", "x2"])
     nd.attr["adj_y"].b = True
     nd.attr["num_args"].i = 2
     nd.attr["fused_ops"].list.s.extend([b"Mul", b"Add"])
@@ -347,16 +353,12 @@ def test_fused_batch_matmul():
 def test_layer_norm():
     from graphir.frontends.tf import from_graph_def
 
-    g = tf.Graph()
-    with g.as_default():
+    def inputs():
         tf.compat.v1.placeholder(F32, [None, 3, 8], name="x0")
         tf.constant(rand(8) + 1, name="s")
         tf.constant(rand(8), name="o")
-    gd = g.as_graph_def()
-    nd = gd.node.add()
-    nd.name, nd.op = "out0", "_MklLayerNorm"
-    nd.input.extend(["x0", "s", "o"])
-    nd.attr["T"].type = tf.float32.as_datatype_enum
+
+    gd, nd = _fused_node(inputs, "_MklLayerNorm", ["x0", "s", "o"])
     nd.attr["epsilon"].f = 1e-3
     ln = from_graph_def(gd, inputs=["x0"], outputs=["out0"])
     for opset in (13, 17):
